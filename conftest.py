@@ -1,0 +1,1 @@
+pytest_plugins = ["fp8_verify.plugin"]

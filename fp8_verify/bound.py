@@ -1,0 +1,105 @@
+r"""The FP8 error model: a per-element bound ``|out[i,j] - ref[i,j]| <= bound[i,j]``.
+
+Derivation
+----------
+Write ``a, b`` for the e4m3 values, ``s_a[i, kb]``, ``s_b[jb, kb]`` for the fp32 scales, and
+``S[i,j] = sum_k |a[i,k] s_a| |b[j,k] s_b|`` (the inner product of absolute values, Higham's
+``|x|^T |y|``). For one output element the SM90 block-scaled CUTLASS kernel computes
+
+1. **Products.** ``a * b`` of two e4m3 values (4-bit significands, exponents >= -9) is exact in the
+   tensor core's accumulator: no error. (FP8 formats: Micikevicius et al., "FP8 Formats for Deep
+   Learning", 2022, table 1.)
+2. **Accumulation inside a K-block on tensor cores.** Each ``wgmma.mma_async`` with e4m3 operands takes
+   ``mma_k = 32`` along K (PTX ISA, "Asynchronous Warpgroup Level Matrix Multiply-Accumulate", shape
+   m64nNk32). The kernel (``KernelTmaWarpSpecializedCooperativeFP8BlockScaled*``) zeroes a temporary
+   accumulator per K-block of ``bk = 128`` and issues ``bk / mma_k = 4`` of them into it. Hopper's FP8
+   tensor cores keep only about 14 bits in that accumulation and truncate (DeepSeek-V3 Technical Report,
+   arXiv:2412.19437, sec. 3.3.2, measured on H800; which is why CUTLASS promotes to fp32 every 128).
+   Model each of the ``bk/mma_k`` accumulate steps, plus the alignment inside one instruction, as one
+   truncation with unit roundoff ``u_tc = 2**-13`` relative to the running absolute sum:
+   ``|err_block| <= c_tc * u_tc * sum_{k in block} |a b|``, ``c_tc = bk / mma_k + 1`` (Higham,
+   *Accuracy and Stability of Numerical Algorithms*, 2nd ed., sec. 3.1, the ``gamma_n`` argument with a
+   chain of ``c_tc`` operations).
+3. **Promotion across K-blocks in fp32.** ``acc += partial * (s_a * s_b)``: two roundings on each block's
+   term and one per addition along ``kb = ceil(K/bk)`` blocks; with ``u32 = 2**-24`` this is at most
+   ``gamma_{kb+2} * S`` (Higham eq. 3.5). fp32 underflow (tiny scales) adds at most half the smallest
+   subnormal, ``2**-150``, per operation, magnified by ``|partial| <= sum |a b|``:
+   ``eta32 = 2**-150 * (sum_k |a b| + 2 kb)`` in absolute terms.
+4. **Rounding to the output dtype** (round to nearest): ``u_out |y| + eta_out`` with ``u_out`` = 2**-8
+   (bf16) or 2**-11 (fp16) and ``eta_out`` = half the smallest subnormal (2**-134 bf16, 2**-25 fp16).
+
+With ``y = ref + e``, ``|e| <= (c_tc u_tc + gamma_{kb+2}) S + eta32``::
+
+    |out - ref| <= u_out |ref| + (1 + u_out) * ((c_tc u_tc + gamma_{kb+2}) S + eta32) + eta_out
+
+This is a worst-case bound: for random-sign data the observed error is a small fraction of it, and
+``docs/calibration.md`` records the observed ``max |err| / bound`` on Hopper. It is per element and
+scales with ``S``, so one wrong element, row or block stands out even when a mean-relative metric
+(vLLM's ``mean|out-ref| / mean|ref| < 1e-3``) averages it away; see ``tests/test_bound.py``.
+
+Overflow: where ``|ref|`` rounds past the output dtype's largest finite value the correct output is an
+infinity of the same sign; :mod:`fp8_verify.verdict` checks that separately.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .problem import BlockScaledProblem
+from .reference import dequantized
+
+U_OUT = {torch.bfloat16: 2.0**-8, torch.float16: 2.0**-11}
+ETA_OUT = {torch.bfloat16: 2.0**-134, torch.float16: 2.0**-25}
+U32 = 2.0**-24
+ETA32 = 2.0**-150
+
+
+def gamma(n: int, u: float) -> float:
+    """Higham's ``gamma_n = n u / (1 - n u)``."""
+    return n * u / (1.0 - n * u)
+
+
+@dataclass(frozen=True)
+class ErrorModel:
+    """Constants of the bound (see the module docstring). ``scale`` multiplies the whole bound: 1.0 is the
+    derived bound; calibration reports the smallest scale that still passes everything observed."""
+
+    u_tc: float = 2.0**-13
+    mma_k: int = 32
+    scale: float = 1.0
+
+    def c_tc(self, bk: int) -> int:
+        return -(-bk // self.mma_k) + 1
+
+    def relative(self, p: BlockScaledProblem) -> float:
+        """Coefficient of ``S`` in the bound before output rounding."""
+        kb = -(-p.k // p.block[1])
+        return self.c_tc(p.block[1]) * self.u_tc + gamma(kb + 2, U32)
+
+
+DEFAULT_MODEL = ErrorModel()
+
+
+@dataclass(frozen=True)
+class Oracle:
+    """The reference result of a problem and its error bound, both float64 [M, N]."""
+
+    ref: torch.Tensor
+    bound: torch.Tensor
+    abs_sum: torch.Tensor  # S, the scale of the accumulation error
+
+
+def oracle(p: BlockScaledProblem, model: ErrorModel = DEFAULT_MODEL) -> Oracle:
+    """Reference and per-element bound for ``p`` (float64, on ``p``'s device)."""
+    a, b = dequantized(p)
+    ref = a @ b.T
+    s = a.abs() @ b.abs().T
+    raw = p.a.double().abs() @ p.b.double().abs().T
+    kb = -(-p.k // p.block[1])
+    eta32 = ETA32 * (raw + 2 * kb)
+    u_out = U_OUT[p.out_dtype]
+    inner = model.relative(p) * s + eta32
+    bound = u_out * ref.abs() + (1 + u_out) * inner + ETA_OUT[p.out_dtype]
+    return Oracle(ref, bound * model.scale, s)

@@ -1,0 +1,126 @@
+"""Build a :class:`BlockScaledProblem` from a :class:`ProblemSpec`: the spec names the shape and the
+regimes (what Hypothesis draws and shrinks), a ``torch.Generator`` seeded from it draws the numbers.
+
+Value regimes (the e4m3 values of A and B)
+  ``quantized``  real-valued data (normal, per-row magnitudes spread over ``row_spread`` decades)
+                 quantized the way vLLM does; the scales come from the data (fp32 or UE8M0)
+  ``random``     uniformly random finite e4m3 codes (every exponent, subnormals included)
+  ``extreme``    mostly +/-448 (the largest e4m3 value) with random signs
+  ``subnormal``  e4m3 subnormals only (|x| <= 0.875 * 2**-6)
+  ``sparse``     90% zeros, the rest random codes
+Scale regimes (for every regime but ``quantized``)
+  ``narrow`` U[0.5, 2]; ``wide`` log-uniform over 2**-30..2**30; ``pow2`` 2**randint(-20, 20) (UE8M0);
+  ``tiny`` 2**-70..2**-60 (fp32 products of scales go subnormal); ``huge`` 2**30..2**45 (fp16 outputs
+  overflow to inf)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .problem import FP8, BlockScaledProblem, cdiv, column_major
+from .quant import quantize
+
+VALUE_REGIMES = ("quantized", "random", "extreme", "subnormal", "sparse")
+SCALE_REGIMES = ("fp32", "ue8m0", "narrow", "wide", "pow2", "tiny", "huge")
+QUANTIZED_SCALES = ("fp32", "ue8m0")
+SCALE_LOG2 = {"wide": (-30, 30), "pow2": (-20, 20), "tiny": (-70, -60), "huge": (30, 45)}
+
+
+@dataclass(frozen=True)
+class ProblemSpec:
+    """Everything needed to rebuild a problem bit for bit (on any device)."""
+
+    m: int
+    n: int
+    k: int
+    block: tuple[int, int] = (128, 128)
+    out_dtype: str = "bfloat16"
+    values: str = "quantized"
+    scales: str = "fp32"
+    row_spread: int = 0  # decades of magnitude across rows (quantized regime)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        errs = []
+        for name in ("m", "n", "k"):
+            if getattr(self, name) < 1:
+                errs.append(f"{name}={getattr(self, name)} must be >= 1")
+        if len(self.block) != 2 or min(self.block) < 1:
+            errs.append(f"block={self.block} must be two positive ints (bn, bk)")
+        if self.out_dtype not in ("bfloat16", "float16"):
+            errs.append(f"out_dtype={self.out_dtype!r} must be 'bfloat16' or 'float16'")
+        if self.values not in VALUE_REGIMES:
+            errs.append(f"values={self.values!r} not in {VALUE_REGIMES}")
+        if self.scales not in SCALE_REGIMES:
+            errs.append(f"scales={self.scales!r} not in {SCALE_REGIMES}")
+        elif (self.values == "quantized") != (self.scales in QUANTIZED_SCALES):
+            errs.append(f"scales={self.scales!r} does not go with values={self.values!r} "
+                        f"(quantized data takes {QUANTIZED_SCALES})")
+        if errs:
+            raise ValueError("invalid ProblemSpec: " + "; ".join(errs))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["block"] = list(self.block)
+        return d
+
+
+def _random_codes(shape: tuple[int, ...], g: torch.Generator, lo: int = 0, hi: int = 0x7F) -> torch.Tensor:
+    """Uniform e4m3 codes with magnitude bits in [lo, hi) (0x7F is NaN in e4m3fn, so excluded)."""
+    mag = torch.randint(lo, hi, shape, generator=g, dtype=torch.int16)
+    sign = torch.randint(0, 2, shape, generator=g, dtype=torch.int16) * 0x80
+    return (mag | sign).to(torch.uint8).view(FP8)
+
+
+def _values(regime: str, shape: tuple[int, int], g: torch.Generator) -> torch.Tensor:
+    if regime == "random":
+        return _random_codes(shape, g)
+    if regime == "subnormal":
+        return _random_codes(shape, g, 0, 8)  # exponent field 0
+    if regime == "extreme":
+        x = _random_codes(shape, g)
+        top = torch.rand(shape, generator=g) < 0.8
+        big = torch.where(torch.rand(shape, generator=g) < 0.5, -448.0, 448.0).to(FP8)
+        return torch.where(top, big.view(torch.uint8), x.view(torch.uint8)).view(FP8)
+    if regime == "sparse":
+        x = _random_codes(shape, g).view(torch.uint8)
+        return torch.where(torch.rand(shape, generator=g) < 0.9, 0, x).to(torch.uint8).view(FP8)
+    raise ValueError(regime)
+
+
+def _scales(regime: str, shape: tuple[int, int], g: torch.Generator) -> torch.Tensor:
+    if regime == "narrow":
+        return 0.5 + 1.5 * torch.rand(shape, generator=g)
+    lo, hi = SCALE_LOG2[regime]
+    if regime == "pow2":
+        return torch.exp2(torch.randint(lo, hi + 1, shape, generator=g).float())
+    return torch.exp2(lo + (hi - lo) * torch.rand(shape, generator=g, dtype=torch.float64)).float()
+
+
+def make(spec: ProblemSpec, device: torch.device | str = "cpu") -> BlockScaledProblem:
+    """The problem ``spec`` describes, on ``device`` (numbers drawn on the CPU, so identical everywhere).
+
+    >>> p = make(ProblemSpec(m=5, n=256, k=384, seed=1))
+    >>> p.describe()
+    'M=5 N=256 K=384 block=[128, 128] out=bfloat16 (M%4=1) values=quantized scales=fp32 row_spread=0 seed=1'
+    """
+    g = torch.Generator().manual_seed(spec.seed)
+    m, n, k = spec.m, spec.n, spec.k
+    bn, bk = spec.block
+    dtype = getattr(torch, spec.out_dtype)
+    origin = spec.to_dict()
+    if spec.values == "quantized":
+        x = torch.randn(m, k, generator=g)
+        if spec.row_spread:
+            x = x * torch.pow(10.0, spec.row_spread * torch.rand(m, 1, generator=g))
+        w = torch.randn(n, k, generator=g) * 0.05
+        p = quantize(x, w, spec.block, dtype, ue8m0=spec.scales == "ue8m0", origin=origin)
+    else:
+        a, b = _values(spec.values, (m, k), g), _values(spec.values, (n, k), g)
+        a_s = column_major(_scales(spec.scales, (m, cdiv(k, bk)), g))
+        b_s = _scales(spec.scales, (cdiv(n, bn), cdiv(k, bk)), g).contiguous()
+        p = BlockScaledProblem(a, a_s, b, b_s, tuple(spec.block), dtype, origin)
+    return p.to(device)

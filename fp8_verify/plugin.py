@@ -1,0 +1,203 @@
+"""pytest plugin: Hypothesis profiles, tier markers and skips, finding xfails, GPU pinning per xdist
+worker, per-(property, path) result records, the end-of-run summary and the JSON report.
+
+Load it with ``pytest_plugins = ["fp8_verify.plugin"]`` in a conftest (this repository's does).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from . import findings as findings_mod
+
+# -- Hypothesis profiles ------------------------------------------------------------------------------
+# The fp8_record fixture accumulates over examples on purpose (examples run, worst error/bound).
+_common = dict(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                      HealthCheck.differing_executors,
+                                      HealthCheck.function_scoped_fixture], deadline=None)
+settings.register_profile("dev", max_examples=15, **_common)
+settings.register_profile("ci", max_examples=40, derandomize=True, database=None, print_blob=True,
+                          **_common)
+settings.register_profile("nightly", max_examples=1000, **_common)
+PROFILES = ("dev", "ci", "nightly")
+settings.load_profile(os.environ.get("FP8_VERIFY_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+
+RECORD_KEY = "fp8_verify"
+
+
+@dataclass
+class Recorder:
+    """Per-test accumulator that properties feed with verdicts (via the ``fp8_record`` fixture)."""
+
+    path: str | None = None
+    examples: int = 0
+    max_ratio: float | None = None
+    failures: list[str] = field(default_factory=list)
+
+    def verdict(self, v) -> None:
+        self.examples += 1
+        r = v.max_ratio
+        if r == r and (self.max_ratio is None or r > self.max_ratio):
+            self.max_ratio = r
+
+    def example(self) -> None:
+        self.examples += 1
+
+
+@pytest.fixture
+def fp8_record(request) -> Recorder:
+    """Collects examples and worst error/bound for the report; properties call ``.verdict(v)``."""
+    rec = Recorder(path=getattr(request.node, "callspec", None) and request.node.callspec.params.get("path"))
+    yield rec
+    request.node.user_properties.append(
+        (RECORD_KEY, {"path": rec.path, "examples": rec.examples, "max_ratio": rec.max_ratio})
+    )
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("fp8-verify")
+    g.addoption("--fp8-report", metavar="FILE", help="write the JSON report here")
+    g.addoption("--fp8-summary-md", metavar="FILE",
+                help="write the Markdown summary here (also appended to $GITHUB_STEP_SUMMARY if set)")
+
+
+def _pin_gpu_for_worker() -> None:
+    """Under xdist, give worker gwN one GPU (N mod count) before anything initialises CUDA."""
+    wid = os.environ.get("PYTEST_XDIST_WORKER")
+    if not wid or "CUDA_VISIBLE_DEVICES" in os.environ and "," not in os.environ["CUDA_VISIBLE_DEVICES"]:
+        return
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = visible.split(",") if visible else None
+    if ids is None:
+        try:
+            import torch
+
+            if torch.cuda.is_initialized():
+                return
+            ids = [str(i) for i in range(torch.cuda.device_count())]
+        except Exception:
+            return
+    if ids:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ids[int(wid.removeprefix("gw")) % len(ids)]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _pin_gpu_for_worker()
+    config._fp8 = _Session(config)  # type: ignore[attr-defined]
+    config.pluginmanager.register(config._fp8, "fp8_verify_session")  # type: ignore[attr-defined]
+
+
+def _subject():
+    from .subject import load
+
+    return load()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    s = _subject()
+    from .paths import compile_backend
+
+    for item in items:
+        params = getattr(item, "callspec", None) and item.callspec.params
+        if params and "path" in params:
+            item.user_properties.append(("fp8_path", params["path"]))
+        if item.get_closest_marker("hopper") and s.backend != "real":
+            why = s.error or s.backend_reason
+            item.add_marker(pytest.mark.skip(reason=f"needs the real SM90 kernel: {why}"))
+        for mark in item.iter_markers("finding"):
+            f = findings_mod.get(mark.args[0])
+            if params and "path" in params and params["path"] not in f.paths:
+                continue
+            if s.available and f.applies(s, compile_backend()):
+                item.add_marker(pytest.mark.xfail(
+                    strict=True, reason=f"{f.id} (vLLM {s.vllm_version}): {f.title}"))
+                item.user_properties.append(("fp8_finding", f.id))
+
+
+_PARAM = re.compile(r"\[(.*)\]$")
+
+
+class _Session:
+    """Controller-side collector of results (works under xdist: user_properties travel with reports)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.rows: dict[str, dict] = {}
+        self.t0 = time.time()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        row = self.rows.setdefault(report.nodeid, {"nodeid": report.nodeid})
+        for key, val in report.user_properties:
+            if key == RECORD_KEY:
+                row.update({k: v for k, v in val.items() if v is not None})
+            elif key == "fp8_finding":
+                row["finding"] = val
+            elif key == "fp8_path":
+                row["path"] = val
+        if report.when in ("setup", "teardown") and report.outcome == "passed":
+            return
+        if report.when == "call" or report.outcome != "passed":
+            outcome = report.outcome
+            if hasattr(report, "wasxfail"):
+                outcome = "xfailed" if report.skipped else "failed"  # strict XPASS fails
+            elif report.when != "call" and report.failed:
+                outcome = "error"
+            row["outcome"] = outcome
+            if report.skipped and isinstance(report.longrepr, tuple):
+                row["reason"] = report.longrepr[2].removeprefix("Skipped: ")
+            elif hasattr(report, "wasxfail"):
+                row["reason"] = report.wasxfail
+            elif report.failed:
+                row["reason"] = (report.longreprtext or "").strip().splitlines()[-1:][0][:500] \
+                    if report.longreprtext else "failed"
+
+    def results(self) -> list[dict]:
+        out = []
+        for nodeid, row in self.rows.items():
+            name = nodeid.split("::")[-1]
+            prop = _PARAM.sub("", name)
+            out.append({
+                "property": prop,
+                "test": nodeid,
+                "path": row.get("path"),
+                "outcome": row.get("outcome", "error"),
+                "examples": row.get("examples", 0),
+                "max_error_over_bound": row.get("max_ratio"),
+                "finding": row.get("finding"),
+                "reason": row.get("reason"),
+            })
+        return out
+
+    def pytest_terminal_summary(self, terminalreporter, exitstatus, config) -> None:
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            return
+        from .report import markdown_summary, text_summary, write_json
+
+        results = self.results()
+        if not results:
+            return
+        s = _subject()
+        terminalreporter.write_sep("=", "fp8-verify summary")
+        terminalreporter.write_line(f"vLLM {s.vllm_version}  torch {s.torch_version}  "
+                                    f"kernel: {s.backend} ({s.backend_reason or s.error})")
+        for line in text_summary(results):
+            terminalreporter.write_line(line)
+        profile = settings._current_profile  # type: ignore[attr-defined]
+        report_path = config.getoption("--fp8-report")
+        if report_path:
+            write_json(report_path, s, profile, results, time.time() - self.t0)
+            terminalreporter.write_line(f"fp8-verify report: {report_path}")
+        md = markdown_summary(results, s)
+        md_path = config.getoption("--fp8-summary-md")
+        for target in filter(None, (md_path, os.environ.get("GITHUB_STEP_SUMMARY"))):
+            with open(FsPath(target), "a") as fh:
+                fh.write(md)
+
+

@@ -1,0 +1,24 @@
+"""Hypothesis strategies for block-scaled FP8 GEMM problems.
+
+Small pieces that compose: :func:`m_dims` / :func:`nk_dims` draw dimensions with the edges weighted in,
+:func:`block_shapes`, :func:`value_regimes`, :func:`scale_regimes` and :func:`out_dtypes` draw the
+rest, :func:`problem_specs` puts them together and :func:`problems` builds tensors from a spec.
+
+>>> from hypothesis import given
+>>> @given(problems(m=m_dims(max_value=64), device="cpu"))
+... def test_something(p): ...
+"""
+
+from .dims import m_dims, nk_dims
+from .problems import block_shapes, out_dtypes, problem_specs, problems, scale_regimes, value_regimes
+
+__all__ = [
+    "block_shapes",
+    "m_dims",
+    "nk_dims",
+    "out_dtypes",
+    "problem_specs",
+    "problems",
+    "scale_regimes",
+    "value_regimes",
+]
