@@ -16,11 +16,15 @@ What it models, and where that was learned (vLLM 0.23.0 sources under
   ``b_scales.numel()`` is 1 or N the per-tensor/per-token/per-channel kernel runs (scales must be
   contiguous; a bias is allowed). Otherwise the block-wise kernel: 2-D scales of shapes
   ``[M, ceil(K/128)]`` and ``[ceil(K/128), ceil(N/128)]`` (group shapes 1x128 and 128x128 only), no bias.
-* ``c3x/scaled_mm_blockwise_sm90_fp8_dispatch.cuh`` -- ``a_scales`` M-major (``stride(0) == 1``) and
-  ``b_scales`` K-major (``stride(0) == 1``), or contiguous vectors; out dtype bf16 or fp16.
-* The SM90 block-wise kernel's TMA load of the M-major activation scales needs a 16-byte aligned row
-  pitch, i.e. ``M % 4 == 0`` (CUTLASS ``can_implement``); this is why vLLM pads M. Modelled as an error
-  whose text matches the real one.
+* ``c3x/scaled_mm_blockwise_sm90_fp8_dispatch.cuh`` -- out dtype bf16 or fp16; ``M % 4 == 0``
+  ("m must be divisible by 4": the TMA load of the M-major activation scales needs a 16-byte pitch; this
+  is why vLLM pads M); M = 0 fails inside CUTLASS ("Error Internal").
+* What the kernel *reads*, measured on an H100 (vLLM 0.23.0, stable-ABI build): the source's
+  "a_scales must be M major" / "b_scales must be K major" checks are not in this build, and the kernel
+  ignores the strides it is given -- A is read packed (row pitch K), activation scales packed M-major
+  (pitch M), weight scales packed K-major, and A's bytes as e4m3 whatever their dtype. The double reads
+  memory the same way (:func:`_as_kernel_reads`), so it reproduces those silent wrong answers
+  (FINDINGS.md FV-003..FV-005) instead of hiding them.
 
 Numerics: per 128-wide K-block the fp8 products are summed in fp32, scaled by ``s_a * s_b`` in fp32 and
 accumulated in fp32, then rounded once to the output dtype -- the ideal of what the tensor cores
@@ -58,7 +62,7 @@ def _cdiv(a: int, b: int) -> int:
 
 
 def check_preconditions(out, a, b, a_scales, b_scales, bias) -> bool:
-    """Raise RuntimeError as the SM90 op would; return True for the block-wise kernel."""
+    """Raise RuntimeError where the SM90 op does; return True for the block-wise kernel."""
     _check(a.dim() == 2 and b.dim() == 2 and out.dim() == 2,
            _expected("a.dim() == 2 && b.dim() == 2 && c.dim() == 2"))
     _check(out.size(0) == a.size(0) and a.size(1) == b.size(0) and b.size(1) == out.size(1),
@@ -86,28 +90,50 @@ def check_preconditions(out, a, b, a_scales, b_scales, bias) -> bool:
            "b_scale_group_shape must be [128, 128].")
     _check(bias is None, "Bias not yet supported blockwise scaled_mm")
     _check(out.dtype in (torch.bfloat16, torch.float16), _expected("out.dtype() == torch::kFloat16"))
-    _check(a_scales.stride(0) == 1 or _is_contiguous_vector(a_scales), "a_scales must be M major")
-    _check(b_scales.stride(0) == 1 or _is_contiguous_vector(b_scales), "b_scales must be K major")
-    _check(m % 4 == 0, "Error Misaligned Operand")  # CUTLASS can_implement: TMA row pitch of a_scales
+    # Seen on an H100 with vLLM 0.23.0: the stable-ABI build has no "a_scales must be M major" /
+    # "b_scales must be K major" checks (the layouts are assumed, see _as_kernel_reads).
+    _check(m % 4 == 0, "m must be divisible by 4")
+    _check(m > 0, "Error Internal")  # CUTLASS fails to build the TMA descriptor for an empty A
     return True
+
+
+def _packed(t: torch.Tensor, shape: tuple[int, int], strides: tuple[int, int]) -> torch.Tensor:
+    """``t``'s memory read from its first element with the given packed strides, as a TMA descriptor
+    built from sizes alone reads it (strides the caller gave are ignored)."""
+    flat = t.as_strided((t.untyped_storage().nbytes() // t.element_size(),), (1,), 0)
+    return flat.as_strided(shape, strides, t.storage_offset())
+
+
+def _as_kernel_reads(a, b, a_scales, b_scales):
+    """What the SM90 block-wise kernel reads (learned on an H100, ``docs/contract.md``): A as a packed
+    row-major [M, K] of e4m3 bytes (its row stride is ignored; any 1-byte dtype is reinterpreted), B as
+    packed column-major [K, N], activation scales as packed M-major [M, kb] and weight scales as packed
+    K-major [kb, nb], whatever strides the tensors carry."""
+    m, k, n = a.size(0), a.size(1), b.size(1)
+    kb, nb = a_scales.size(1), b_scales.size(1)
+    a8 = _packed(a.view(torch.uint8), (m, k), (k, 1)).view(torch.float8_e4m3fn)
+    b8 = _packed(b.view(torch.uint8), (k, n), (1, k)).view(torch.float8_e4m3fn)
+    sa = _packed(a_scales, (m, kb), (1, m))
+    sb = _packed(b_scales, (kb, nb), (1, kb))
+    return a8, b8, sa, sb
 
 
 def _scaled_mm_cpu(out, a, b, a_scales, b_scales, bias) -> None:
     blockwise = check_preconditions(out, a, b, a_scales, b_scales, bias)
     m, k, n = a.size(0), a.size(1), b.size(1)
-    af, bf = a.float(), b.float()  # fp8 values are exact in fp32
     if not blockwise:
-        acc = (af @ bf) * a_scales.reshape(-1, 1).float() * b_scales.reshape(1, -1).float()
+        acc = (a.float() @ b.float()) * a_scales.reshape(-1, 1).float() * b_scales.reshape(1, -1).float()
         if bias is not None:
             acc = acc + bias.float()
         out.copy_(acc.to(out.dtype))
         return
+    a8, b8, sa, sb = _as_kernel_reads(a, b, a_scales, b_scales)
+    af, bf = a8.float(), b8.float()  # e4m3 values are exact in fp32
     acc = torch.zeros(m, n, dtype=torch.float32)
-    col_scale = b_scales.float().repeat_interleave(GROUP, dim=1)[:, :n]  # [kb, N]
+    col_scale = sb.float().repeat_interleave(GROUP, dim=1)[:, :n]  # [kb, N]
     for kb in range(_cdiv(k, GROUP)):
         ks = slice(kb * GROUP, min(k, (kb + 1) * GROUP))
-        partial = af[:, ks] @ bf[ks, :]
-        acc += partial * (a_scales[:, kb : kb + 1].float() * col_scale[kb : kb + 1, :])
+        acc += (af[:, ks] @ bf[ks, :]) * (sa[:, kb : kb + 1] * col_scale[kb : kb + 1, :])
     out.copy_(acc.to(out.dtype))
 
 

@@ -90,6 +90,12 @@ def _pin_gpu_for_worker() -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     _pin_gpu_for_worker()
+    mutant = os.environ.get("FP8_VERIFY_MUTANT")
+    if mutant:  # `fp8-verify check --mutant ID`: plant the bug in the subject before any test runs
+        from .mutants import apply
+
+        _subject()
+        apply(mutant)
     config._fp8 = _Session(config)  # type: ignore[attr-defined]
     config.pluginmanager.register(config._fp8, "fp8_verify_session")  # type: ignore[attr-defined]
 
@@ -155,8 +161,8 @@ class _Session:
             elif hasattr(report, "wasxfail"):
                 row["reason"] = report.wasxfail
             elif report.failed:
-                row["reason"] = (report.longreprtext or "").strip().splitlines()[-1:][0][:500] \
-                    if report.longreprtext else "failed"
+                crash = getattr(report.longrepr, "reprcrash", None)
+                row["reason"] = (crash.message if crash else report.longreprtext or "failed")[:2000]
 
     def results(self) -> list[dict]:
         out = []
