@@ -19,15 +19,31 @@ class Finding:
     repro: str  # path of the standalone repro, relative to the repository root
     backends: tuple[str, ...] = ("real", "double")  # where the property shows it
     compile_backends: tuple[str, ...] | None = None  # torch.compile backends where it shows
+    # contract cases (tests/test_contract.py) it covers -> the M alignments ("aligned": M % 4 == 0,
+    # "unaligned") where it shows: unaligned M goes through vLLM's padding, which copies A and its
+    # scales into fresh canonical buffers and so hides the A-side defects.
+    cases: dict[str, tuple[str, ...]] | None = None
 
     def applies(self, s: Subject, compile_backend: str | None = None) -> bool:
         if s.vllm_version not in self.versions or s.backend not in self.backends:
             return False
         return self.compile_backends is None or compile_backend in self.compile_backends
 
+    def covers(self, params: dict) -> bool:
+        """Whether a parametrized test's params fall under this finding."""
+        if "path" in params and params["path"] not in self.paths:
+            return False
+        if self.cases is None:
+            return True
+        return params.get("case") in self.cases and params.get("m_mod", "aligned") in self.cases[
+            params["case"]]
+
     def to_dict(self) -> dict:
         return {"id": self.id, "title": self.title, "paths": list(self.paths), "repro": self.repro}
 
+
+ALL_EAGER = ("bypass", "padded", "dynamic_eager", "compiled_op")
+ALIGNED, BOTH = ("aligned",), ("aligned", "unaligned")
 
 FINDINGS: dict[str, Finding] = {
     f.id: f
@@ -48,6 +64,51 @@ FINDINGS: dict[str, Finding] = {
             ("dynamic_compiled",),
             ("0.23.0",),
             "repros/fv002_dynamic_compiled_recompiles.py",
+        ),
+        Finding(
+            "FV-003",
+            "The SM90 block-wise kernel ignores the row stride of A (and of B): a sliced or strided "
+            "activation is accepted and read as if packed, giving wrong results silently",
+            ALL_EAGER,
+            ("0.23.0",),
+            "repros/fv003_strided_activation.py",
+            cases={"a_sliced": ALIGNED, "a_row_strided": ALIGNED, "b_sliced": BOTH},
+        ),
+        Finding(
+            "FV-004",
+            "The SM90 block-wise kernel accepts activation scales that are not packed M-major "
+            "(row-major, or a padded pitch) and reads them as if they were: wrong results, no error",
+            ALL_EAGER,
+            ("0.23.0",),
+            "repros/fv004_activation_scale_layout.py",
+            cases={"a_scale_row_major": ALIGNED, "a_scale_pitch": ALIGNED},
+        ),
+        Finding(
+            "FV-005",
+            "The SM90 block-wise kernel accepts weight scales that are not packed K-major and reads "
+            "them as if they were: wrong results, no error",
+            ALL_EAGER,
+            ("0.23.0",),
+            "repros/fv005_weight_scale_layout.py",
+            cases={"b_scale_col_major": BOTH, "b_scale_pitch": BOTH},
+        ),
+        Finding(
+            "FV-006",
+            "The block-wise paths do not check the activation dtype: float8_e5m2 (or float16) "
+            "activations are accepted and their bytes read as e4m3: wrong results, no error",
+            ALL_EAGER,
+            ("0.23.0",),
+            "repros/fv006_activation_dtype.py",
+            cases={"a_e5m2": BOTH, "a_fp16": BOTH},
+        ),
+        Finding(
+            "FV-007",
+            "An output dtype other than bf16/fp16 fails a bare `assert` in "
+            "_custom_ops.cutlass_scaled_mm: AssertionError with no message",
+            ALL_EAGER,
+            ("0.23.0",),
+            "repros/fv007_out_dtype_message.py",
+            cases={"out_fp32": BOTH},
         ),
     )
 }

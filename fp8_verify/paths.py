@@ -11,8 +11,8 @@
                    Dynamo, as in a compiled vLLM model)
 =================  ==========================================================================
 
-Compiled callables are built once per (path, block, out dtype, backend) and reused, with M marked
-dynamic, so a Hypothesis run does not recompile per example; :func:`compile_count` reads Dynamo's own
+Compiled callables are built once per (path, block, out dtype, backend) and reused, with M (and N,
+K) marked dynamic, so a Hypothesis run does not recompile per example; :func:`compile_count` reads Dynamo's own
 counter for the property that checks it.
 """
 
@@ -37,18 +37,27 @@ WHY_ABSENT = {
 }
 
 
+Call = Callable[..., torch.Tensor]  # (a, b, a_scale, b_scale, block, out_dtype) -> out
+
+
 @dataclass(frozen=True)
 class Path:
-    """One way of running the GEMM. ``run`` is None when the installed vLLM lacks it (``reason`` says)."""
+    """One way of running the GEMM. ``call`` is None when the installed vLLM lacks it (``reason``
+    says why); it takes vLLM's positional arguments ``(a, b, a_scale, b_scale, block, out_dtype)``."""
 
     name: str
     compiled: bool
-    run: Callable[[BlockScaledProblem], torch.Tensor] | None
+    call: Call | None
     reason: str | None = None
 
     @property
     def available(self) -> bool:
-        return self.run is not None
+        return self.call is not None
+
+    def run(self, p: BlockScaledProblem) -> torch.Tensor:
+        """The path on a canonical problem."""
+        assert self.call is not None, self.reason
+        return self.call(*p.args(), list(p.block), p.out_dtype)
 
     def needs_aligned_m(self) -> bool:
         """The bypass hands M straight to the kernel, which needs ``M % 4 == 0`` in the block-wise case."""
@@ -65,9 +74,12 @@ def compile_backend() -> str:
     )
 
 
-def _mark_m_dynamic(a: torch.Tensor, a_scale: torch.Tensor) -> None:
-    torch._dynamo.maybe_mark_dynamic(a, 0)
-    torch._dynamo.maybe_mark_dynamic(a_scale, 0)
+def mark_dynamic(*tensors: torch.Tensor) -> None:
+    """M dynamic as in a served model; N and K too, so one graph serves every problem Hypothesis
+    draws (a served model has them static, as constants of each layer: nothing here depends on it)."""
+    for t in tensors:
+        for d in range(t.dim()):
+            torch._dynamo.maybe_mark_dynamic(t, d)
 
 
 @functools.cache
@@ -89,12 +101,12 @@ def _compiled(kind: str, block: tuple[int, int], out_dtype: torch.dtype, backend
     return torch.compile(body, fullgraph=True, backend=backend)
 
 
-def _run_compiled(kind: str) -> Callable[[BlockScaledProblem], torch.Tensor]:
-    def run(p: BlockScaledProblem) -> torch.Tensor:
-        _mark_m_dynamic(p.a, p.a_scale)
-        return _compiled(kind, tuple(p.block), p.out_dtype, compile_backend())(*p.args())
+def _compiled_call(kind: str) -> Call:
+    def call(a, b, a_s, b_s, block, out_dtype) -> torch.Tensor:
+        mark_dynamic(a, b, a_s, b_s)
+        return _compiled(kind, tuple(block), out_dtype, compile_backend())(a, b, a_s, b_s)
 
-    return run
+    return call
 
 
 def compile_count() -> int:
@@ -121,35 +133,25 @@ def discover() -> dict[str, Path]:
     out: dict[str, Path] = {}
 
     direct = f.get("cutlass_scaled_mm")
-    if direct is not None:
-        def bypass(p: BlockScaledProblem) -> torch.Tensor:
-            return direct(*p.args(), list(p.block), p.out_dtype)
-    else:  # older layouts of the module: the public wrapper with the kernel's layouts
+    if direct is None:  # older module layouts: vLLM's public wrapper, in the kernel's layouts
         from vllm import _custom_ops as ops
 
-        def bypass(p: BlockScaledProblem) -> torch.Tensor:
-            return ops.cutlass_scaled_mm(p.a, p.b.T, p.a_scale, p.b_scale.T, p.out_dtype)
-    out["bypass"] = Path("bypass", False, bypass)
+        def direct(a, b, a_s, b_s, block, out_dtype):
+            return ops.cutlass_scaled_mm(a, b.T, a_s, b_s.T, out_dtype)
+    out["bypass"] = Path("bypass", False, direct)
 
     for name, opname in (("padded", "padded_cutlass"), ("dynamic_eager", "dynamic_padded_cutlass")):
         op = vllm_op(opname)
-        if op is None:
-            out[name] = Path(name, False, None, WHY_ABSENT[name].format(v=v))
-            continue
-
-        def eager(p: BlockScaledProblem, op=op) -> torch.Tensor:
-            return op(*p.args(), list(p.block), p.out_dtype)
-
-        out[name] = Path(name, False, eager)
+        out[name] = Path(name, False, op, None if op else WHY_ABSENT[name].format(v=v))
 
     has_fn = "_dynamic_padded_cutlass" in f
     out["dynamic_compiled"] = Path(
-        "dynamic_compiled", True, _run_compiled("dynamic_compiled") if has_fn else None,
+        "dynamic_compiled", True, _compiled_call("dynamic_compiled") if has_fn else None,
         None if has_fn else WHY_ABSENT["dynamic_compiled"].format(v=v),
     )
     has_op = vllm_op("dynamic_padded_cutlass") is not None
     out["compiled_op"] = Path(
-        "compiled_op", True, _run_compiled("compiled_op") if has_op else None,
+        "compiled_op", True, _compiled_call("compiled_op") if has_op else None,
         None if has_op else WHY_ABSENT["compiled_op"].format(v=v),
     )
     return out

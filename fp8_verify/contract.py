@@ -1,0 +1,222 @@
+"""The input contract: inputs outside the canonical form, and what each path must do with them.
+
+Each :class:`Case` turns a canonical problem into the arguments a caller might really pass (a sliced
+activation, row-major scales, a wrong dtype, ...) plus the *logical* problem those arguments denote. The
+contract: a path either raises an error that names the problem (its text contains one of the case's
+``words``), or returns a result within the FP8 bound of the logical problem's reference. Anything else is
+a silent wrong answer (or an unclear error) and gets a FINDINGS.md entry.
+
+:func:`outcome` classifies one (case, path, problem) run; ``fp8-verify contract`` tabulates them into
+``docs/contract.md``; ``tests/test_contract.py`` holds the property.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import torch
+
+from .bound import oracle
+from .paths import Path
+from .problem import BlockScaledProblem, column_major
+from .verdict import judge
+
+Args = tuple  # (a, b, a_scale, b_scale, block, out_dtype)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    description: str
+    make: Callable[[BlockScaledProblem], tuple[Args, BlockScaledProblem]]
+    words: tuple[str, ...]  # an error naming the problem contains one of these (lower case)
+
+
+def _canon(p: BlockScaledProblem) -> Args:
+    return (p.a, p.b, p.a_scale, p.b_scale, list(p.block), p.out_dtype)
+
+
+def _with(p: BlockScaledProblem, **kw) -> tuple[Args, BlockScaledProblem]:
+    args = dict(zip(("a", "b", "a_scale", "b_scale", "block", "out_dtype"), _canon(p), strict=True))
+    args.update(kw)
+    return tuple(args.values()), p
+
+
+def _wider(t: torch.Tensor, extra_cols: int) -> torch.Tensor:
+    """``t`` as the left part of a wider row-major buffer (row stride = cols + extra_cols)."""
+    rows, cols = t.shape
+    buf = torch.zeros(rows, cols + extra_cols, dtype=torch.uint8 if t.element_size() == 1 else t.dtype,
+                      device=t.device)
+    view = buf[:, :cols]
+    if t.element_size() == 1:
+        view.copy_(t.view(torch.uint8))
+        return buf.view(t.dtype)[:, :cols]
+    view.copy_(t)
+    return view
+
+
+def _every_other_row(t: torch.Tensor) -> torch.Tensor:
+    rows, cols = t.shape
+    raw = t.view(torch.uint8) if t.element_size() == 1 else t
+    buf = torch.zeros(2 * rows, cols, dtype=raw.dtype, device=t.device)
+    buf[::2].copy_(raw)
+    return buf.view(t.dtype)[::2] if t.element_size() == 1 else buf[::2]
+
+
+def _a_scale_pitch(p: BlockScaledProblem) -> torch.Tensor:
+    m, kb = p.a_scale.shape
+    buf = torch.ones(kb, m + 4, device=p.device).t()[:m]  # strides (1, m + 4)
+    buf.copy_(p.a_scale)
+    return buf
+
+
+def _fortran(t: torch.Tensor) -> torch.Tensor:
+    return t.t().contiguous().t()
+
+
+def _b_scale_pitch(p: BlockScaledProblem) -> torch.Tensor:
+    nb, kb = p.b_scale.shape
+    buf = torch.ones(nb, kb + 1, device=p.device)[:, :kb]
+    buf.copy_(p.b_scale)
+    return buf
+
+
+CASES: dict[str, Case] = {c.name: c for c in (
+    Case("canonical", "A, B row-major; As column-major; Bs row-major (vLLM's layouts)",
+         lambda p: _with(p), ()),
+    Case("a_scale_row_major", "activation scales row-major [M, kb] (contiguous)",
+         lambda p: _with(p, a_scale=p.a_scale.contiguous()), ("major", "layout", "stride")),
+    Case("a_scale_pitch", "activation scales M-major with a padded pitch (stride (1, M+4))",
+         lambda p: _with(p, a_scale=_a_scale_pitch(p)), ("major", "layout", "stride")),
+    Case("b_scale_col_major", "weight scales column-major [nb, kb] (so Bs.T is row-major)",
+         lambda p: _with(p, b_scale=_fortran(p.b_scale)), ("major", "layout", "stride")),
+    Case("b_scale_pitch", "weight scales with a padded row stride (kb + 1)",
+         lambda p: _with(p, b_scale=_b_scale_pitch(p)), ("major", "layout", "stride")),
+    Case("a_sliced", "A is the left part of a wider buffer (row stride K + 128)",
+         lambda p: _with(p, a=_wider(p.a, 128)), ("stride", "contiguous", "lda")),
+    Case("a_row_strided", "A is every other row of a [2M, K] buffer",
+         lambda p: _with(p, a=_every_other_row(p.a)), ("stride", "contiguous", "lda")),
+    Case("b_sliced", "B is the left part of a wider buffer (row stride K + 128)",
+         lambda p: _with(p, b=_wider(p.b, 128)), ("stride", "contiguous", "ldb")),
+    Case("b_col_major", "B stored column-major ([N, K] with strides (1, N))",
+         lambda p: _with(p, b=_fortran(p.b)), ("stride",)),
+    Case("a_e5m2", "A given as float8_e5m2 holding the same values",
+         lambda p: _e5m2(p), ("dtype", "e5m2", "e4m3")),
+    Case("a_fp16", "A given as float16 holding the same values",
+         lambda p: _with(p, a=p.a.to(torch.float16)), ("dtype", "float16", "half")),
+    Case("scales_fp64", "scales in float64",
+         lambda p: _with(p, a_scale=column_major(p.a_scale.double()), b_scale=p.b_scale.double()),
+         ("float32", "dtype", "kfloat")),
+    Case("scales_bf16", "scales in bfloat16 (values rounded, logical problem uses them)",
+         lambda p: _bf16_scales(p), ("float32", "dtype", "kfloat")),
+    Case("a_scale_short", "activation scales with one K-group too few",
+         lambda p: _with(p, a_scale=column_major(p.a_scale[:, :-1])) if p.a_scale.shape[1] > 1
+         else _with(p, a_scale=column_major(p.a_scale[:, :0])), ("shape", "group")),
+    Case("out_fp32", "output dtype float32", lambda p: _with(p, out_dtype=torch.float32),
+         ("dtype", "float32", "bfloat16", "float16")),
+    Case("block_64x128", "block shape [64, 128] (weight scales per 64 rows)",
+         lambda p: _block(p, (64, 128)), ("block", "group")),
+    Case("block_128x64", "block shape [128, 64] (scales per 64 columns of K)",
+         lambda p: _block(p, (128, 64)), ("block", "group")),
+)}
+
+
+def _e5m2(p: BlockScaledProblem) -> tuple[Args, BlockScaledProblem]:
+    a = p.a.float().to(torch.float8_e5m2)  # e4m3 values beyond e5m2's precision round
+    return _with(replace(p, a=p.a), a=a)[0], replace(p, a=a.float().to(p.a.dtype))
+
+
+def _bf16_scales(p: BlockScaledProblem) -> tuple[Args, BlockScaledProblem]:
+    sa, sb = column_major(p.a_scale.to(torch.bfloat16)), p.b_scale.to(torch.bfloat16)
+    logical = replace(p, a_scale=column_major(sa.float()), b_scale=sb.float())
+    return _with(p, a_scale=sa, b_scale=sb)[0], logical
+
+
+def _block(p: BlockScaledProblem, block: tuple[int, int]) -> tuple[Args, BlockScaledProblem]:
+    """Requantize the same dequantized matrices with another block shape."""
+    from .quant import quantize
+    from .reference import dequantized
+
+    a, b = dequantized(p)
+    q = quantize(a.float().cpu(), b.float().cpu(), block, p.out_dtype).to(p.device)
+    return _canon(q), q
+
+
+@dataclass
+class Outcome:
+    kind: str  # "correct" | "rejected" | "unclear-error" | "silent-wrong"
+    detail: str
+    max_ratio: float | None = None
+
+    def ok(self) -> bool:
+        return self.kind in ("correct", "rejected")
+
+
+def outcome(case: Case, path: Path, p: BlockScaledProblem) -> Outcome:
+    """Run ``path`` on ``case`` applied to ``p`` and classify the result."""
+    args, logical = case.make(p)
+    try:
+        # Each case legitimately changes dtypes or strides, which Dynamo guards on: allow the graphs.
+        with torch._dynamo.config.patch(recompile_limit=256, accumulated_recompile_limit=4096):
+            out = path.call(*args)
+    except (RuntimeError, ValueError, AssertionError, TypeError, NotImplementedError, IndexError) as e:
+        text = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+        if "torch._dynamo" in type(e).__module__ or "BackendCompilerFailed" in type(e).__name__:
+            text = f"{type(e).__name__} (compile failed)"
+        named = any(w in str(e).lower() for w in case.words)
+        return Outcome("rejected" if named else "unclear-error", text[:300])
+    v = judge(out, oracle(logical), logical, path.name)
+    if v.ok:
+        return Outcome("correct", f"max err/bound {v.max_ratio:.3g}", v.max_ratio)
+    return Outcome("silent-wrong", f"max err/bound {v.max_ratio:.3g}, {v.bad_elements} of "
+                   f"{v.shape[0] * v.shape[1]} elements out of bound", v.max_ratio)
+
+
+SHORT = {"correct": "correct", "rejected": "rejected", "unclear-error": "UNCLEAR ERROR",
+         "silent-wrong": "SILENT WRONG"}
+
+
+def run_table(ms: tuple[int, int] = (8, 5), n: int = 256, k: int = 384) -> list[dict]:
+    """Every case on every available path, for an aligned and an unaligned M: one row per cell."""
+    from .make import ProblemSpec, make
+    from .paths import discover
+    from .subject import load
+
+    dev = load().device
+    rows = []
+    for case in CASES.values():
+        for path in discover().values():
+            for m in ms:
+                row = {"case": case.name, "path": path.name, "m": m}
+                if not path.available:
+                    row.update(kind="n/a", detail=path.reason)
+                elif path.needs_aligned_m() and m % 4:
+                    row.update(kind="n/a", detail="the bypass is only called with M % 4 == 0")
+                else:
+                    o = outcome(case, path, make(ProblemSpec(m=m, n=n, k=k, seed=m), dev))
+                    row.update(kind=o.kind, detail=o.detail)
+                rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict], title: str) -> str:
+    """The table: a row per case, a column per (path, M), cells 'correct' / 'rejected: message' /
+    'SILENT WRONG' / 'UNCLEAR ERROR: message'."""
+    cols = sorted({(r["path"], r["m"]) for r in rows},
+                  key=lambda c: (list(dict.fromkeys(r["path"] for r in rows)).index(c[0]), -c[1]))
+    cells = {(r["case"], r["path"], r["m"]): r for r in rows}
+    out = [f"### {title}", "", "| case | " + " | ".join(f"{p} M={m}" for p, m in cols) + " |",
+           "|---" * (len(cols) + 1) + "|"]
+    for case in CASES.values():
+        line = [f"`{case.name}`: {case.description}"]
+        for p, m in cols:
+            r = cells.get((case.name, p, m))
+            if r is None or r["kind"] == "n/a":
+                line.append("n/a")
+            elif r["kind"] == "correct":
+                line.append("correct")
+            else:
+                line.append(f"**{SHORT[r['kind']]}**" + (f": {r['detail']}" if r["detail"] else ""))
+        out.append("| " + " | ".join(x.replace("|", "\\|") for x in line) + " |")
+    return "\n".join(out) + "\n"

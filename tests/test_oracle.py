@@ -1,0 +1,112 @@
+"""Self-tests of the oracle and the verdict: the reference against a slow loop, and the bound against
+planted errors (one element, one row, one block) that a mean-relative metric misses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fp8_verify.bound import ETA_OUT, U_OUT, oracle
+from fp8_verify.make import ProblemSpec, make
+from fp8_verify.reference import reference, reference_loop
+from fp8_verify.verdict import bitwise_diff, judge
+from strategies import m_dims, nk_dims, problem_specs
+
+pytestmark = pytest.mark.cpu
+
+
+@settings(max_examples=15)
+@given(problem_specs(m=m_dims(max_value=5), n=nk_dims(max_value=144), k=nk_dims(max_value=272),
+                     block=st.sampled_from([(128, 128), (16, 32), (48, 16)])))
+def test_reference_equals_loop(spec):
+    """The vectorized float64 reference equals a per-element Python loop (partial blocks included)."""
+    p = make(spec)
+    # Both sum in float64 but in different orders: they may differ by float64 rounding of sum |terms|.
+    tol = 1e-12 * oracle(p).abs_sum + 1e-300
+    diff = (reference(p) - reference_loop(p)).abs()
+    assert (diff <= tol).all(), f"max diff/tol {float((diff / tol).max()):.3g} on {p.describe()}"
+
+
+def _ideal(p):
+    """The reference rounded once to the output dtype: the best any kernel can do."""
+    return oracle(p).ref.to(p.out_dtype)
+
+
+@settings(max_examples=20)
+@given(problem_specs(m=m_dims(max_value=64)))
+def test_correctly_rounded_output_passes(spec):
+    """The bound admits the correctly rounded result (it is an upper bound, not a guess)."""
+    p = make(spec)
+    v = judge(_ideal(p), oracle(p), p, "ideal")
+    assert v.ok, v.message()
+
+
+def _cols(what: str, j: int, n: int, bn: int) -> slice:
+    return {"element": slice(j, j + 1), "row": slice(0, n),
+            "block": slice(j // bn * bn, min(n, j // bn * bn + bn))}[what]
+
+
+# Each plant moves the output by a few percent of S = sum |terms|, the scale of the element's own
+# computation: the size of error a wrong scale, a dropped K-block or a neighbour's row produces.
+PLANTS = {"element": 0.05, "row": 0.02, "block": 0.03}
+
+
+def mean_relative(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """vLLM's test_block_fp8.py metric: mean |out - ref| / mean |ref|, its reference rounded to the
+    output dtype as there."""
+    ref = ref.to(out.dtype).double()
+    return float((out.double() - ref).abs().mean() / ref.abs().mean())
+
+
+@pytest.mark.parametrize("what", list(PLANTS))
+@settings(max_examples=15)
+@given(seed=st.integers(0, 2**16), m=st.integers(64, 200), data=st.data())
+def test_bound_catches_one_wrong(what, seed, m, data):
+    """A few-percent error in one element, one row or one 128-wide block fails the verdict -- and
+    slips under vLLM's mean-relative < 1e-3 metric, which is why the verdict is per element."""
+    p = make(ProblemSpec(m=m, n=512, k=512, seed=seed))
+    o = oracle(p)
+    out = o.ref.clone()
+    i = data.draw(st.integers(0, m - 1), label="row")
+    j = data.draw(st.integers(0, 511), label="col")
+    cols = _cols(what, j, p.n, p.block[0])
+    out[i, cols] += PLANTS[what] * o.abs_sum[i, cols]
+    out = out.to(p.out_dtype)
+    v = judge(out, o, p, f"planted {what}")
+    assert not v.ok, f"a wrong {what} at ({i}, {j}) passed: {v.message()}"
+    assert i in v.bad_rows
+    if what == "element":
+        assert mean_relative(out, o.ref) < 1e-3  # the baseline metric would not notice
+
+
+def test_bound_constants():
+    """Unit roundoffs of the output dtypes and their subnormal floors (IEEE 754, bfloat16)."""
+    assert U_OUT[torch.bfloat16] == 2.0**-8 and U_OUT[torch.float16] == 2.0**-11
+    assert ETA_OUT[torch.float16] == torch.finfo(torch.float16).smallest_normal * 2.0**-11
+    assert ETA_OUT[torch.bfloat16] == torch.finfo(torch.bfloat16).smallest_normal * 2.0**-8
+
+
+def test_nan_and_wrong_inf_fail():
+    p = make(ProblemSpec(m=4, n=128, k=128, seed=1))
+    o = oracle(p)
+    for bad in (float("nan"), float("inf")):
+        out = o.ref.to(p.out_dtype)
+        out[1, 2] = bad
+        v = judge(out, o, p, "planted")
+        assert not v.ok and v.worst == (1, 2), v.message()
+
+
+def test_shape_mismatch_is_a_failure_not_a_crash():
+    p = make(ProblemSpec(m=5, n=128, k=128))
+    v = judge(torch.zeros(8, 128, dtype=p.out_dtype), oracle(p), p, "padded rows leak")
+    assert not v.ok and "got shape (8, 128)" in v.message()
+
+
+def test_bitwise_diff():
+    x = torch.randn(4, 4).bfloat16()
+    assert bitwise_diff(x, x.clone()) is None
+    y = x.clone()
+    y[2, 3] = -y[2, 3] + 1
+    assert "first at (2, 3)" in bitwise_diff(x, y)

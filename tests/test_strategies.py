@@ -1,0 +1,78 @@
+"""Self-tests of the strategies and the problem builder: valid problems, clear errors for bad
+arguments, determinism, and small shrunk counterexamples."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import find, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+
+from fp8_verify.make import ProblemSpec, make
+from fp8_verify.problem import cdiv
+from strategies import block_shapes, m_dims, nk_dims, problem_specs, value_regimes
+
+pytestmark = pytest.mark.cpu
+
+
+@settings(max_examples=40)
+@given(problem_specs(m=m_dims(max_value=64), n=nk_dims(max_value=272), k=nk_dims(max_value=400)))
+def test_problems_are_well_formed(spec):
+    p = make(spec)
+    assert p.a.dtype == p.b.dtype == torch.float8_e4m3fn
+    assert p.a_scale.shape == (p.m, cdiv(p.k, 128))
+    assert p.a_scale.stride(0) == 1 or p.m == 1  # M-major (a single row is any layout)
+    assert p.b_scale.shape == (cdiv(p.n, 128), cdiv(p.k, 128)) and p.b_scale.is_contiguous()
+    assert not torch.isnan(p.a.float()).any() and not torch.isnan(p.b.float()).any()
+    assert (p.a_scale > 0).all() and (p.b_scale > 0).all()
+
+
+@given(problem_specs(m=m_dims(max_value=32)))
+def test_same_spec_same_bits(spec):
+    x, y = make(spec), make(spec)
+    assert torch.equal(x.a.view(torch.uint8), y.a.view(torch.uint8))
+    assert torch.equal(x.a_scale, y.a_scale) and torch.equal(x.b_scale, y.b_scale)
+
+
+@given(m_dims(max_value=100, aligned=True), m_dims(max_value=100, aligned=False))
+def test_alignment_filters(a, u):
+    assert a % 4 == 0 and u % 4 != 0
+
+
+def test_edges_are_drawn():
+    for target in (1, 3, 5, 7, 9, 63, 65):
+        find(m_dims(max_value=128), lambda m, t=target: m == t, settings=settings(max_examples=2000))
+
+
+def test_shrinks_to_a_small_problem():
+    """A failure that needs M % 4 != 0 and fp16 shrinks to the smallest such spec (one whole block)."""
+    spec = find(problem_specs(), lambda s: s.m % 4 != 0 and s.out_dtype == "float16",
+                settings=settings(max_examples=500, database=None))
+    assert (spec.m, spec.n, spec.k, spec.seed) == (1, 128, 128, 0), spec
+
+
+@pytest.mark.parametrize("bad, match", [
+    (lambda: m_dims(min_value=0), "min_value=0"),
+    (lambda: m_dims(min_value=9, max_value=3), "max_value=3 < min_value=9"),
+    (lambda: m_dims(min_value=4, max_value=4, aligned=False), "no M in"),
+    (lambda: nk_dims(min_value=17, max_value=31), "no multiple of 16"),
+    (lambda: block_shapes([(128,)]), "pairs of positive ints"),
+    (lambda: value_regimes(["gaussian"]), "not among"),
+    (lambda: problem_specs(m=5), "must be a Hypothesis strategy"),
+])
+def test_bad_arguments_are_named(bad, match):
+    with pytest.raises(InvalidArgument, match=match):
+        s = bad()
+        s.example() if isinstance(s, st.SearchStrategy) else None
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"m": 0}, "m=0 must be >= 1"),
+    ({"out_dtype": "float32"}, "out_dtype='float32'"),
+    ({"values": "random", "scales": "fp32"}, "does not go with"),
+    ({"block": (128,)}, "block="),
+])
+def test_bad_spec_is_named(kw, match):
+    with pytest.raises(ValueError, match=match):
+        ProblemSpec(**{"m": 4, "n": 128, "k": 128, **kw})
