@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from .problem import BlockScaledProblem
 
 SCHEMA = "fp8-verify-bench/1"
+RESOLVED = 0.01  # a difference counts when above both spreads and this (1%)
 BLOCK = (128, 128)
 
 # --------------------------------------------------------------------------------------------------
@@ -85,11 +86,6 @@ SHAPES: tuple[Shape, ...] = (
           "q_lora_rank + kv_lora_rank + qk_rope_head_dim x hidden_size",
           "what vLLM runs: q_a_proj and kv_a_proj_with_mqa fused (DeepSeekV2FusedQkvAProjLinear); "
           "N = 16.5 blocks, the last N block is partial (kept)"),
-    Shape("dsv3.q_a_proj", _DS, "self_attn.q_a_proj", 1536, 7168,
-          "q_lora_rank x hidden_size", "checkpoint tensor; vLLM runs it inside fused_qkv_a_proj"),
-    Shape("dsv3.kv_a_proj_with_mqa", _DS, "self_attn.kv_a_proj_with_mqa", 576, 7168,
-          "kv_lora_rank + qk_rope_head_dim x hidden_size",
-          "checkpoint tensor (vLLM fuses it); N = 4.5 blocks, partial last block kept"),
     Shape("dsv3.q_b_proj", _DS, "self_attn.q_b_proj", 24576, 1536,
           "num_attention_heads * (qk_nope_head_dim + qk_rope_head_dim) x q_lora_rank"),
     Shape("dsv3.kv_b_proj", _DS, "self_attn.kv_b_proj", 32768, 512,
@@ -126,6 +122,13 @@ SHAPES: tuple[Shape, ...] = (
           "2 * intermediate_size x hidden_size"),
     Shape("qwen3-32b.down_proj", _Q32, "mlp.down_proj", 5120, 25600,
           "hidden_size x intermediate_size"),
+    # Checkpoint tensors that vLLM fuses into fused_qkv_a_proj: last, so that --budget-s drops
+    # them first.
+    Shape("dsv3.q_a_proj", _DS, "self_attn.q_a_proj", 1536, 7168,
+          "q_lora_rank x hidden_size", "checkpoint tensor; vLLM runs it inside fused_qkv_a_proj"),
+    Shape("dsv3.kv_a_proj_with_mqa", _DS, "self_attn.kv_a_proj_with_mqa", 576, 7168,
+          "kv_lora_rank + qk_rope_head_dim x hidden_size",
+          "checkpoint tensor (vLLM fuses it); N = 4.5 blocks, partial last block kept"),
 )
 QUICK_SHAPES = ("dsv3.fused_qkv_a_proj", "dsv3.o_proj", "dsv3.mlp.gate_up_proj",
                 "qwen3-8b.qkv_proj")
@@ -205,6 +208,7 @@ class Config:
     target_spread: float = 0.02
     min_rounds: int = 5
     max_rounds: int = 25
+    max_rounds_eager: int = 12  # host jitter rarely allows 2% on eager calls: cap it sooner
     samples_per_round: int = 3
     sample_s: float = 5e-4  # each timed sample spans at least this much GPU time
     max_point_s: float = 6.0  # per (shape, M) and timing mode
@@ -253,9 +257,10 @@ def _config(args: argparse.Namespace, extra: list[str]) -> tuple[Config, argpars
         c.min_rounds, c.max_rounds, c.samples_per_round, c.warmup = 2, 3, 2, 1
         c.sample_s, c.max_point_s = 2e-4, 2.0
     elif quick:
-        c.min_rounds, c.max_rounds = 3, 10
+        c.min_rounds, c.max_rounds, c.max_rounds_eager = 3, 10, 8
     c.min_rounds = ns.min_rounds or c.min_rounds
     c.max_rounds = max(ns.max_rounds or c.max_rounds, c.min_rounds)
+    c.max_rounds_eager = max(min(c.max_rounds_eager, c.max_rounds), c.min_rounds)
     return c, ns
 
 
@@ -493,10 +498,13 @@ def _spread(xs: list[float]) -> float:
     return (q[2] - q[0]) / statistics.median(xs)
 
 
-def _measure(fns: dict[str, tuple[Callable[[], object], int]], clock: _Clock,
-             cfg: Config) -> dict[str, Stat]:
+def _measure(fns: dict[str, tuple[Callable[[], object], int]], clock: _Clock, cfg: Config,
+             drain: bool = False, max_rounds: int | None = None) -> dict[str, Stat]:
     """Time each ``fn`` (one call does ``div`` GEMMs), interleaved round-robin per repetition, until
-    every path's spread is under the target after ``min_rounds``, or a cap."""
+    every path's spread is under the target after ``min_rounds``, or a cap.
+
+    ``drain`` (eager timing): wait for the GPU before each sample. Otherwise a GPU-bound path leaves
+    queued work behind, and the next path's host overhead hides under it."""
     names = list(fns)
     if not names:
         return {}
@@ -514,12 +522,14 @@ def _measure(fns: dict[str, tuple[Callable[[], object], int]], clock: _Clock,
     rounds: dict[str, list[float]] = {n: [] for n in names}
     t0 = time.perf_counter()
     converged = False
-    for r in range(cfg.max_rounds):
+    for r in range(max_rounds or cfg.max_rounds):
         order = names[r % len(names):] + names[: r % len(names)]
         marks: dict[str, list[tuple[Any, Any]]] = {n: [] for n in names}
         for _ in range(cfg.samples_per_round):
             for n in order:
                 fn = fns[n][0]
+                if drain:
+                    clock.sync()
                 a = clock.mark()
                 for _ in range(inner[n]):
                     fn()
@@ -653,7 +663,8 @@ def _point(shape: Shape, m: int, bps: dict[str, BenchPath], weights: list[tuple]
             if bp.name == "bypass":
                 break
     gstats = _measure(graph_fns, clock, cfg)
-    estats = _measure(eager_fns, clock, cfg) if cfg.eager else {}
+    estats = (_measure(eager_fns, clock, cfg, drain=True, max_rounds=cfg.max_rounds_eager)
+              if cfg.eager else {})
     del keep
     out_rows = []
     parts = []
@@ -795,7 +806,7 @@ def overheads(rows: list[dict]) -> list[dict]:
                     continue
                 noise = (d[a].get(f"{mode}_spread") or 0) + (d[b].get(f"{mode}_spread") or 0)
                 rec[mode] = ta / tb - 1
-                rec[f"{mode}_resolved"] = abs(ta / tb - 1) > noise
+                rec[f"{mode}_resolved"] = abs(ta / tb - 1) > max(noise, RESOLVED)
             out.append(rec)
     return out
 
@@ -875,7 +886,8 @@ def markdown_run(run: dict) -> str:
           f"- production path (what CutlassFp8BlockScaledMMKernel calls on Hopper): "
           f"`{prod}` (`{env.get('production_op')}` inside torch.compile)",
           f"- timer: {env['timer']}; target spread {run['config']['target_spread']:.0%}, rounds "
-          f"{run['config']['min_rounds']}..{run['config']['max_rounds']}, "
+          f"{run['config']['min_rounds']}..{run['config']['max_rounds']} (eager "
+          f"..{run['config'].get('max_rounds_eager')}), "
           f"{run['config']['samples_per_round']} samples/round",
           f"- wall time {run.get('wall_s', 0):.0f} s"
           + (f"; TRUNCATED: {run['truncated']}" if run.get("truncated") else ""), ""]
@@ -909,8 +921,8 @@ def markdown_run(run: dict) -> str:
         L += _table(hdr, body)
     ov = run.get("overhead", [])
     if ov:
-        L += ["### Padding overhead (median over M of t_a / t_b - 1; [min, max]; resolved = "
-              "outside the two spreads)", ""]
+        L += ["### Padding overhead (median over M of t_a / t_b - 1 [min, max]; resolved: "
+              f"above both spreads and {RESOLVED:.0%})", ""]
         metrics = list(dict.fromkeys(o["metric"] for o in ov))
         hdr = ["shape", "M class", "metric", "graph", "eager", "graph resolved"]
         body = []
@@ -990,8 +1002,10 @@ def _find(rows: list[dict], sid: str, m: int, path: str) -> dict | None:
 
 
 def plot(runs: dict[str, dict], png: Path, mode: str, only: dict[str, list[str]] | None = None,
-         title: str = "") -> str | None:
-    """Latency vs M, log-log, a subplot per shape, a line per (run, path); says why if no plot."""
+         title: str = "", ratio: bool = False) -> str | None:
+    """Latency vs M, log-log, a subplot per shape, a line per (run, path); says why if no plot.
+    ``ratio``: each path's time over its run's bypass at the same M, in percent (linear axis):
+    where the paths differ, which the log-log latency plot hides."""
     try:
         import matplotlib
 
@@ -1008,29 +1022,53 @@ def plot(runs: dict[str, dict], png: Path, mode: str, only: dict[str, list[str]]
                              layout="constrained")
     styles = ["-", "--", ":", "-."]
     colors = {p: f"C{i}" for i, p in enumerate(BENCH_PATHS)}
+    markers = dict(zip(BENCH_PATHS, "os^vDxP", strict=True))
     for ax, sid in zip(axes.flat, shapes, strict=False):
         for ri, (label, run) in enumerate(runs.items()):
             paths = (only or {}).get(label) or _paths_in(run)
+            base = {r["m"]: r.get(f"{mode}_us") for r in run["rows"]
+                    if r["shape"] == sid and r["path"] == "bypass"}
             for pth in paths:
+                if ratio and pth == "bypass":
+                    continue
                 pts = sorted((r["m"], r[f"{mode}_us"]) for r in run["rows"]
                              if r["shape"] == sid and r["path"] == pth
                              and r.get(f"{mode}_us") is not None)
+                if ratio:
+                    pts = [(m, 100 * (t / base[m] - 1)) for m, t in pts if base.get(m)]
                 if not pts:
                     continue
-                name = pth if len(runs) == 1 else f"{label}: {pth}"
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], styles[ri % len(styles)],
-                        color=colors.get(pth), marker=".", ms=4, lw=1.2, label=name)
+                kw = {"color": colors.get(pth), "marker": markers.get(pth, "."), "ms": 3.5}
+                if len(runs) == 1:  # aligned and unaligned M as two lines: no zig-zag
+                    for sel, ls, fill in ((0, "-", None), (1, ":", "none")):
+                        xy = [p for p in pts if (p[0] % 4 != 0) == bool(sel)]
+                        if xy:
+                            ax.plot([p[0] for p in xy], [p[1] for p in xy], ls, lw=1.1, mfc=fill,
+                                    label=pth if sel == 0 or all(q[0] % 4 for q in pts) else None,
+                                    **kw)
+                else:
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], styles[ri % len(styles)],
+                            lw=1.1, mfc="none", label=f"{label}: {pth}", **kw)
         nk = next((f"N={r['n']} K={r['k']}" for run in runs.values() for r in run["rows"]
                    if r["shape"] == sid), "")
         ax.set_title(f"{sid}  {nk}", fontsize=9)
         ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
         ax.set_xlabel("M (tokens)")
-        ax.set_ylabel(f"{mode} time per call (us)")
+        if ratio:
+            ax.axhline(0, color="k", lw=0.6)
+            ax.set_ylabel(f"{mode} time over bypass (%)")
+        else:
+            ax.set_yscale("log")
+            ax.set_ylabel(f"{mode} time per call (us)")
         ax.grid(True, which="both", alpha=0.3)
     for ax in list(axes.flat)[len(shapes):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
+    if len(runs) == 1:
+        from matplotlib.lines import Line2D
+
+        handles += [Line2D([], [], color="gray", ls="-"), Line2D([], [], color="gray", ls=":")]
+        labels += ["M % 4 == 0", "M % 4 != 0"]
     fig.legend(handles, labels, loc="outside upper center", ncol=min(4, max(1, len(labels))),
                fontsize=8, title=title, title_fontsize=10, frameon=False)
     fig.savefig(png, dpi=110)
@@ -1059,6 +1097,11 @@ def write_outputs(run: dict, cfg: Config, final: bool) -> list[Path]:
                 _log(why)
             else:
                 files.append(png)
+        png = out / f"bench-{tag}-overhead.png"
+        title = (f"vLLM {run['label']} on {run['env']['device']}: CUDA-graph time over bypass at "
+                 f"the same M (bypass at roundup(M, 4) where M % 4 != 0)")
+        if not plot({run["label"]: run}, png, "graph", title=title, ratio=True):
+            files.append(png)
     return files
 
 

@@ -70,8 +70,8 @@ class ProblemSpec:
 
 def _random_codes(shape: tuple[int, ...], g: torch.Generator, lo: int = 0, hi: int = 0x7F) -> torch.Tensor:
     """Uniform e4m3 codes with magnitude bits in [lo, hi) (0x7F is NaN in e4m3fn, so excluded)."""
-    mag = torch.randint(lo, hi, shape, generator=g, dtype=torch.int16)
-    sign = torch.randint(0, 2, shape, generator=g, dtype=torch.int16) * 0x80
+    mag = torch.randint(lo, hi, shape, generator=g, dtype=torch.int16, device=g.device)
+    sign = torch.randint(0, 2, shape, generator=g, dtype=torch.int16, device=g.device) * 0x80
     return (mag | sign).to(torch.uint8).view(FP8)
 
 
@@ -82,41 +82,45 @@ def _values(regime: str, shape: tuple[int, int], g: torch.Generator) -> torch.Te
         return _random_codes(shape, g, 0, 8)  # exponent field 0
     if regime == "extreme":
         x = _random_codes(shape, g)
-        top = torch.rand(shape, generator=g) < 0.8
-        big = torch.where(torch.rand(shape, generator=g) < 0.5, -448.0, 448.0).to(FP8)
+        top = torch.rand(shape, generator=g, device=g.device) < 0.8
+        big = torch.where(torch.rand(shape, generator=g, device=g.device) < 0.5, -448.0, 448.0).to(FP8)
         return torch.where(top, big.view(torch.uint8), x.view(torch.uint8)).view(FP8)
     if regime == "sparse":
         x = _random_codes(shape, g).view(torch.uint8)
-        return torch.where(torch.rand(shape, generator=g) < 0.9, 0, x).to(torch.uint8).view(FP8)
+        return torch.where(torch.rand(shape, generator=g, device=g.device) < 0.9, 0, x).to(torch.uint8).view(FP8)
     raise ValueError(regime)
 
 
 def _scales(regime: str, shape: tuple[int, int], g: torch.Generator) -> torch.Tensor:
     if regime == "narrow":
-        return 0.5 + 1.5 * torch.rand(shape, generator=g)
+        return 0.5 + 1.5 * torch.rand(shape, generator=g, device=g.device)
     lo, hi = SCALE_LOG2[regime]
     if regime == "pow2":
-        return torch.exp2(torch.randint(lo, hi + 1, shape, generator=g).float())
-    return torch.exp2(lo + (hi - lo) * torch.rand(shape, generator=g, dtype=torch.float64)).float()
+        return torch.exp2(torch.randint(lo, hi + 1, shape, generator=g, device=g.device).float())
+    return torch.exp2(lo + (hi - lo) * torch.rand(shape, generator=g, dtype=torch.float64, device=g.device)).float()
 
 
-def make(spec: ProblemSpec, device: torch.device | str = "cpu") -> BlockScaledProblem:
-    """The problem ``spec`` describes, on ``device`` (numbers drawn on the CPU, so identical everywhere).
+def make(spec: ProblemSpec, device: torch.device | str = "cpu", draw_on_device: bool = False
+         ) -> BlockScaledProblem:
+    """The problem ``spec`` describes, on ``device``. Numbers are drawn on the CPU, so a spec gives the
+    same bits everywhere; ``draw_on_device=True`` draws them on ``device`` instead (much faster for
+    large calibration runs; reproducible per device type only).
 
     >>> p = make(ProblemSpec(m=5, n=256, k=384, seed=1))
     >>> p.describe()
     'M=5 N=256 K=384 block=[128, 128] out=bfloat16 (M%4=1) values=quantized scales=fp32 row_spread=0 seed=1'
     """
-    g = torch.Generator().manual_seed(spec.seed)
+    gen_dev = torch.device(device) if draw_on_device else torch.device("cpu")
+    g = torch.Generator(device=gen_dev).manual_seed(spec.seed)
     m, n, k = spec.m, spec.n, spec.k
     bn, bk = spec.block
     dtype = getattr(torch, spec.out_dtype)
     origin = spec.to_dict()
     if spec.values == "quantized":
-        x = torch.randn(m, k, generator=g)
+        x = torch.randn(m, k, generator=g, device=g.device)
         if spec.row_spread:
-            x = x * torch.pow(10.0, spec.row_spread * torch.rand(m, 1, generator=g))
-        w = torch.randn(n, k, generator=g) * 0.05
+            x = x * torch.pow(10.0, spec.row_spread * torch.rand(m, 1, generator=g, device=g.device))
+        w = torch.randn(n, k, generator=g, device=g.device) * 0.05
         p = quantize(x, w, spec.block, dtype, ue8m0=spec.scales == "ue8m0", origin=origin)
     else:
         a, b = _values(spec.values, (m, k), g), _values(spec.values, (n, k), g)

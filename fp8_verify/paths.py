@@ -98,6 +98,12 @@ def _compiled(kind: str, block: tuple[int, int], out_dtype: torch.dtype, backend
             return op(a, b, a_s, b_s, blk, out_dtype)
 
     body.__name__ = f"fp8_verify_{kind}"
+    # Every cached variant shares ``body``'s code object, and Dynamo's recompile limit counts per code
+    # object: dtypes, blocks and the contract's layouts are legitimate variants, not recompiles per
+    # example (tests/test_compile.py counts those with a fresh counter).
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)
+    torch._dynamo.config.accumulated_recompile_limit = max(
+        torch._dynamo.config.accumulated_recompile_limit, 4096)
     return torch.compile(body, fullgraph=True, backend=backend)
 
 

@@ -27,6 +27,13 @@ settings.register_profile("ci", max_examples=40, derandomize=True, database=None
                           **_common)
 settings.register_profile("nightly", max_examples=1000, **_common)
 PROFILES = ("dev", "ci", "nightly")
+SCALE = {"dev": 0.5, "ci": 1.0, "nightly": 25.0}
+
+
+def examples(n: int) -> int:
+    """``n`` examples under the ci profile, scaled for the others: for tests whose example count is set
+    per test (expensive ones) but should still grow in nightly runs."""
+    return max(2, round(n * SCALE.get(settings._current_profile, 1.0)))  # type: ignore[attr-defined]
 settings.load_profile(os.environ.get("FP8_VERIFY_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 RECORD_KEY = "fp8_verify"

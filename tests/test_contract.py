@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from fp8_verify.contract import CASES, outcome
 from fp8_verify.make import ProblemSpec, make
 from fp8_verify.paths import PATH_NAMES
+from fp8_verify.plugin import examples
 from fp8_verify.testing import device, require_path
 from strategies import m_dims
 
@@ -26,7 +27,7 @@ EAGER_AND_OP = [p for p in PATH_NAMES if p != "dynamic_compiled"]  # FV-001: it 
 @pytest.mark.parametrize("m_mod", ["aligned", "unaligned"])
 @pytest.mark.parametrize("path", EAGER_AND_OP)
 @pytest.mark.parametrize("case", [c for c in CASES if c != "canonical"])
-@settings(max_examples=6)
+@settings(max_examples=examples(6))
 @given(m=m_dims(max_value=40), n=st.sampled_from([128, 256, 384]), k=st.sampled_from([256, 384, 640]),
        seed=st.integers(0, 2**16))
 def test_rejected_clearly_or_right(case, path, m_mod, m, n, k, seed, fp8_record):

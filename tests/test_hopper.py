@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from fp8_verify import double
 from fp8_verify.bound import oracle
 from fp8_verify.make import ProblemSpec, make
+from fp8_verify.plugin import examples
 from fp8_verify.testing import check_within_bound, device, require_path
 from fp8_verify.verdict import bitwise_diff, judge
 from strategies import m_dims, nk_dims, problem_specs
@@ -20,7 +21,7 @@ EAGER = ("bypass", "padded", "dynamic_eager")
 
 
 @pytest.mark.parametrize("path", EAGER)
-@settings(max_examples=10)
+@settings(max_examples=examples(10))
 @given(spec=problem_specs(m=m_dims(max_value=512)))
 def test_cuda_graph_replay(path, spec, fp8_record):
     """A path captured in a CUDA graph and replayed on fresh inputs equals a fresh eager call, bit for
@@ -48,7 +49,7 @@ def test_cuda_graph_replay(path, spec, fp8_record):
 
 
 @pytest.mark.parametrize("path", EAGER)
-@settings(max_examples=10)
+@settings(max_examples=examples(10))
 @given(spec=problem_specs(m=m_dims(max_value=2048, aligned=True), k=nk_dims(max_value=8192)))
 def test_deterministic(path, spec, fp8_record):
     """The same call twice gives the same bits (the stream-K schedule used when K > 3N included)."""
@@ -61,7 +62,7 @@ def test_deterministic(path, spec, fp8_record):
     fp8_record.example()
 
 
-@settings(max_examples=10)
+@settings(max_examples=examples(10))
 @given(spec=problem_specs(m=st.integers(8, 1024), k=nk_dims(max_value=8192)), data=st.data())
 def test_batch_invariant(spec, data, fp8_record):
     """Row i of the output does not depend on the other rows or on padding: the first m rows of a call
@@ -81,7 +82,7 @@ def test_batch_invariant(spec, data, fp8_record):
     assert diff is None, f"first {m} rows differ from the full batch on {p.describe()}: {diff}"
 
 
-@settings(max_examples=30)
+@settings(max_examples=examples(30))
 @given(spec=problem_specs(m=m_dims(max_value=512, aligned=True)))
 def test_double_conforms(spec, fp8_record):
     """The CPU double and the real kernel agree on identical inputs: both within the bound of the
@@ -102,13 +103,15 @@ def test_double_conforms(spec, fp8_record):
 
 def _triton_block_mm():
     try:
-        from vllm.model_executor.layers.quantization.utils.fp8_utils import w8a8_triton_block_scaled_mm
+        from vllm.model_executor.layers.quantization.utils.fp8_utils import (
+            w8a8_triton_block_scaled_mm,
+        )
     except ImportError as e:  # pragma: no cover - depends on the vLLM release
         pytest.skip(f"vLLM's Triton block-FP8 kernel is not importable: {e}")
     return w8a8_triton_block_scaled_mm
 
 
-@settings(max_examples=20)
+@settings(max_examples=examples(20))
 @given(spec=problem_specs(m=m_dims(max_value=512)))
 def test_triton_oracle(spec, fp8_record):
     """vLLM's Triton block-FP8 kernel, an independent implementation, is within the bound too (so the
@@ -124,7 +127,7 @@ def test_triton_oracle(spec, fp8_record):
     assert vt.ok, vt.message()
 
 
-@settings(max_examples=20)
+@settings(max_examples=examples(20))
 @given(spec=problem_specs(m=m_dims(max_value=512, aligned=True),
                           n=nk_dims(max_value=512, partial_blocks=False),
                           k=nk_dims(max_value=1024, partial_blocks=False)))

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from fp8_verify.bound import ETA_OUT, U_OUT, oracle
 from fp8_verify.make import ProblemSpec, make
+from fp8_verify.plugin import examples
 from fp8_verify.reference import reference, reference_loop
 from fp8_verify.verdict import bitwise_diff, judge
 from strategies import m_dims, nk_dims, problem_specs
@@ -17,7 +18,7 @@ from strategies import m_dims, nk_dims, problem_specs
 pytestmark = pytest.mark.cpu
 
 
-@settings(max_examples=15)
+@settings(max_examples=examples(15))
 @given(problem_specs(m=m_dims(max_value=5), n=nk_dims(max_value=144), k=nk_dims(max_value=272),
                      block=st.sampled_from([(128, 128), (16, 32), (48, 16)])))
 def test_reference_equals_loop(spec):
@@ -34,7 +35,7 @@ def _ideal(p):
     return oracle(p).ref.to(p.out_dtype)
 
 
-@settings(max_examples=20)
+@settings(max_examples=examples(20))
 @given(problem_specs(m=m_dims(max_value=64)))
 def test_correctly_rounded_output_passes(spec):
     """The bound admits the correctly rounded result (it is an upper bound, not a guess)."""
@@ -61,7 +62,7 @@ def mean_relative(out: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("what", list(PLANTS))
-@settings(max_examples=15)
+@settings(max_examples=examples(15))
 @given(seed=st.integers(0, 2**16), m=st.integers(64, 200), data=st.data())
 def test_bound_catches_one_wrong(what, seed, m, data):
     """A few-percent error in one element, one row or one 128-wide block fails the verdict -- and

@@ -10,11 +10,17 @@ import torch
 from hypothesis import given, note
 from hypothesis import strategies as st
 
+from fp8_verify.make import make
 from fp8_verify.paths import PATH_NAMES
-from fp8_verify.testing import check_within_bound, device, require_path, rejects_clearly, run_or_exception
+from fp8_verify.testing import (
+    check_within_bound,
+    device,
+    rejects_clearly,
+    require_path,
+    run_or_exception,
+)
 from fp8_verify.verdict import bitwise_diff
 from strategies import m_dims, problem_specs
-from fp8_verify.make import make
 
 EAGER = ("bypass", "padded", "dynamic_eager")
 pytestmark = pytest.mark.cpu

@@ -10,13 +10,14 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from fp8_verify.make import ProblemSpec, make
+from fp8_verify.plugin import examples
 from fp8_verify.problem import cdiv
 from strategies import block_shapes, m_dims, nk_dims, problem_specs, value_regimes
 
 pytestmark = pytest.mark.cpu
 
 
-@settings(max_examples=40)
+@settings(max_examples=examples(40))
 @given(problem_specs(m=m_dims(max_value=64), n=nk_dims(max_value=272), k=nk_dims(max_value=400)))
 def test_problems_are_well_formed(spec):
     p = make(spec)

@@ -1,0 +1,163 @@
+"""Upstream's accuracy checks, re-created as baselines to compare with the suite on the mutants.
+
+The suite's verdict is per element against a derived FP8 error bound. Upstream projects check FP8
+GEMMs with one number per output, on a fixed grid of shapes:
+
+* ``vllm_metric`` -- vLLM's ``tests/kernels/quantization/test_block_fp8.py``: A and B uniform in
+  +/-448 cast to e4m3, scales ``rand * 1e-2``, reference = dequantize, fp32 matmul, rounded to the
+  output dtype (``native_w8a8_block_matmul``); pass iff ``mean|out - ref| / mean|ref| < 1e-3``.
+* ``calc_diff`` -- DeepGEMM's ``calc_diff``: ``1 - 2 sum(x y) / sum(x x + y y) < 1e-3`` between the
+  output and the *unquantized* bf16 product of ``randn`` data, quantized per 1x128 / 128x128 as in
+  DeepGEMM's tests.
+
+Both run the same shape grid, upstream's matmul grid scaled down for a CPU (unaligned M and partial
+N/K blocks kept; upstream's partial K, 3884, is not a multiple of 16 and goes to Triton, so 528),
+plus upstream's one CUTLASS case (M=32, N=576, K=7168), through the ``dynamic_eager`` path
+(``torch.ops.vllm.dynamic_padded_cutlass``, what vLLM calls on Hopper). A baseline *catches* the
+current subject (mutated or not) when any case fails its threshold or raises.
+
+``python -m fp8_verify.baselines [--mutant ID]`` prints the results as JSON.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .problem import FP8, BlockScaledProblem, cdiv, column_major
+from .quant import quantize
+
+BLOCK = (128, 128)
+OUT_DTYPE = torch.bfloat16
+THRESHOLD = 1e-3
+GRID_M = (1, 7, 8, 83, 512)
+GRID_N = (128, 576, 1024)
+GRID_K = (256, 528)  # 528: a partial last K-block (vLLM's CUTLASS route needs K % 16 == 0)
+UPSTREAM_CUTLASS_CASE = (32, 576, 7168)  # test_w8a8_block_fp8_cutlass_matmul
+CASES: tuple[tuple[int, int, int], ...] = (
+    *itertools.product(GRID_M, GRID_N, GRID_K), UPSTREAM_CUTLASS_CASE)
+
+
+@dataclass
+class BaselineResult:
+    """Whether a baseline flags the subject, and on which case first."""
+
+    caught: bool
+    cases_run: int
+    first_failure: str | None = None
+    value: float | None = None  # the metric on the first failing case (the worst if none failed)
+    seconds: float = 0.0
+
+
+def vllm_rel_diff(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """``mean|out - ref| / mean|ref|`` in fp32, as vLLM's test computes it."""
+    o, r = out.float(), ref.float()
+    return float(torch.mean(torch.abs(o - r)) / torch.mean(torch.abs(r)))
+
+
+def calc_diff(x: torch.Tensor, y: torch.Tensor) -> float:
+    """DeepGEMM's ``calc_diff``: one minus the cosine-like similarity, in float64."""
+    x, y = x.double(), y.double()
+    denominator = (x * x + y * y).sum()
+    if float(denominator) == 0.0:
+        return 0.0
+    return float(1 - 2 * (x * y).sum() / denominator)
+
+
+def _vllm_case(m: int, n: int, k: int, seed: int) -> tuple[BlockScaledProblem, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    fmax = torch.finfo(FP8).max
+    a = ((torch.rand(m, k, generator=g) - 0.5) * 2 * fmax).clamp(-fmax, fmax).to(FP8)
+    b = ((torch.rand(n, k, generator=g) - 0.5) * 2 * fmax).clamp(-fmax, fmax).to(FP8)
+    kt, nt = cdiv(k, BLOCK[1]), cdiv(n, BLOCK[0])
+    a_s = torch.rand(m, kt, generator=g) * 1e-2
+    b_s = torch.rand(nt, kt, generator=g) * 1e-2
+    p = BlockScaledProblem(a, column_major(a_s), b, b_s.contiguous(), BLOCK, OUT_DTYPE,
+                           {"baseline": "vllm_metric", "seed": seed})
+    # native_w8a8_block_matmul: dequantize, fp32 matmul, round to the output dtype
+    a_deq = a.float() * a_s.repeat_interleave(BLOCK[1], dim=1)[:, :k]
+    b_deq = b.float() * b_s.repeat_interleave(BLOCK[0], dim=0)[:n].repeat_interleave(
+        BLOCK[1], dim=1)[:, :k]
+    ref = (a_deq @ b_deq.T).to(OUT_DTYPE)
+    return p, ref
+
+
+def _deepgemm_case(m: int, n: int, k: int, seed: int) -> tuple[BlockScaledProblem, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(m, k, generator=g).to(torch.bfloat16)
+    y = torch.randn(n, k, generator=g).to(torch.bfloat16)
+    p = quantize(x.float(), y.float(), BLOCK, OUT_DTYPE,
+                 origin={"baseline": "calc_diff", "seed": seed})
+    ref = (x.float() @ y.float().T).to(torch.bfloat16)  # DeepGEMM: x @ y.t() in bf16
+    return p, ref
+
+
+def _run(make_case: Callable[[int, int, int, int], tuple[BlockScaledProblem, torch.Tensor]],
+         metric: Callable[[torch.Tensor, torch.Tensor], float]) -> BaselineResult:
+    from .paths import get
+    from .testing import device
+
+    path = get("dynamic_eager")
+    if not path.available:
+        raise RuntimeError(f"dynamic_eager path unavailable: {path.reason}")
+    dev = device()
+    t0 = time.monotonic()
+    worst = 0.0
+    for i, (m, n, k) in enumerate(CASES):
+        p, ref = make_case(m, n, k, i)
+        p = p.to(dev)
+        where = f"M={m} N={n} K={k}"
+        try:
+            out = path.run(p)
+        except Exception as e:  # upstream's test would error: a catch
+            return BaselineResult(True, i + 1, f"{where}: {type(e).__name__}: {e}"[:300], None,
+                                  time.monotonic() - t0)
+        if tuple(out.shape) != tuple(ref.shape):
+            return BaselineResult(True, i + 1, f"{where}: shape {tuple(out.shape)}", None,
+                                  time.monotonic() - t0)
+        value = metric(out.cpu(), ref)
+        if not value < THRESHOLD:  # NaN fails too
+            return BaselineResult(True, i + 1, where, value, time.monotonic() - t0)
+        worst = max(worst, value)
+    return BaselineResult(False, len(CASES), None, worst, time.monotonic() - t0)
+
+
+BASELINES: dict[str, Callable[[], BaselineResult]] = {
+    "vllm_metric": lambda: _run(_vllm_case, vllm_rel_diff),
+    "calc_diff": lambda: _run(_deepgemm_case, calc_diff),
+}
+
+
+def run_all() -> dict[str, dict]:
+    """Every baseline on the subject as it is now (mutated or not)."""
+    return {name: asdict(fn()) for name, fn in BASELINES.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m fp8_verify.baselines",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("--mutant", help="plant this mutant first (fp8-verify mutants --list)")
+    args = p.parse_args(argv)
+    from .subject import load
+
+    s = load()
+    if not s.available:
+        print(json.dumps({"error": s.error}))
+        return 2
+    if args.mutant:
+        from .mutants import apply
+
+        apply(args.mutant)
+    print(json.dumps(run_all(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
