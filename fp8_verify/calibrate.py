@@ -42,7 +42,7 @@ def draw_spec(r: random.Random) -> ProblemSpec:
                        seed=r.getrandbits(32))
 
 
-def run(n: int, out: Path, seed: int = 0, every: int = 10) -> dict:
+def run(n: int, out: Path, seed: int = 0, every: int = 10, seconds: float = float("inf")) -> dict:
     s = load()
     paths = {k: v for k, v in discover().items() if v.available and k != "dynamic_compiled"}
     r = random.Random(seed)
@@ -52,8 +52,13 @@ def run(n: int, out: Path, seed: int = 0, every: int = 10) -> dict:
     fails: list[dict] = []
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
+    done = 0
     with open(out / "examples.jsonl", "w") as log:
         for i in range(n):
+            if time.time() - t0 > seconds:
+                print(f"[calibrate] time budget reached after {i} examples", file=sys.stderr)
+                break
+            done = i + 1
             spec = draw_spec(r)
             p = make(spec, s.device, draw_on_device=True)
             o = oracle(p)
@@ -81,7 +86,7 @@ def run(n: int, out: Path, seed: int = 0, every: int = 10) -> dict:
                       f"{len(fails)} out of bound", file=sys.stderr, flush=True)
     summary = {
         "vllm_version": s.vllm_version, "torch_version": s.torch_version, "device": s.device_name(),
-        "examples": n, "seconds": round(time.time() - t0, 1), "seed": seed,
+        "examples": done, "seconds": round(time.time() - t0, 1), "seed": seed,
         "per_path": {p: {"examples": counts[p], "max_ratio": worst.get(p, {}).get("ratio"),
                          "worst": worst.get(p), "histogram": hist[p].tolist()} for p in paths},
         "bins": BINS.tolist(), "failures": fails[:200], "failure_count": len(fails),
@@ -118,12 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--out", default="calibration-out")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seconds", type=float, default=float("inf"), help="stop early after this long")
     args = ap.parse_args(argv)
     if load().backend != "real":
         print("calibrate: needs the real SM90 kernel (" + (load().error or load().backend_reason) + ")",
               file=sys.stderr)
         return 2
-    summary = run(args.n, Path(args.out), args.seed)
+    summary = run(args.n, Path(args.out), args.seed, seconds=args.seconds)
     try:
         plot(summary, Path(args.out) / "calibration.png")
     except ImportError:

@@ -220,3 +220,39 @@ def markdown(rows: list[dict], title: str) -> str:
                 line.append(f"**{SHORT[r['kind']]}**" + (f": {r['detail']}" if r["detail"] else ""))
         out.append("| " + " | ".join(x.replace("|", "\\|") for x in line) + " |")
     return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m fp8_verify.contract [--json FILE] [--md FILE]``: run the table on this machine."""
+    import argparse
+    import json
+    import sys
+
+    from .subject import load
+
+    ap = argparse.ArgumentParser(prog="python -m fp8_verify.contract")
+    ap.add_argument("--json", help="write the cells as JSON")
+    ap.add_argument("--md", help="write the Markdown table")
+    args = ap.parse_args(argv)
+    s = load()
+    if not s.available:
+        print(f"contract: {s.error}", file=sys.stderr)
+        return 2
+    rows = run_table()
+    where = s.device_name()
+    title = f"vLLM {s.vllm_version} on {where}"
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"vllm_version": s.vllm_version, "device": where, "backend": s.backend,
+                       "rows": rows}, fh, indent=1)
+    text = markdown(rows, title)
+    if args.md:
+        with open(args.md, "w") as fh:
+            fh.write(text)
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
