@@ -489,6 +489,7 @@ class Stat:
     rounds: int
     inner: int
     converged: bool
+    per_round_s: list[float] = field(default_factory=list)  # for paired ratios between paths
 
 
 def _spread(xs: list[float]) -> float:
@@ -548,7 +549,7 @@ def _measure(fns: dict[str, tuple[Callable[[], object], int]], clock: _Clock, cf
         q = statistics.quantiles(xs, n=4, method="inclusive") if len(xs) > 1 else [xs[0]] * 3
         med = statistics.median(xs)
         out[n] = Stat(med, _spread(xs) if len(xs) > 1 else math.nan, q[0], q[2], min(xs), len(xs),
-                      inner[n], _spread(xs) < cfg.target_spread)
+                      inner[n], _spread(xs) < cfg.target_spread, list(xs))
     return out
 
 
@@ -678,7 +679,8 @@ def _point(shape: Shape, m: int, bps: dict[str, BenchPath], weights: list[tuple]
                         f"{mode}_p25_us": st.p25_s * 1e6, f"{mode}_p75_us": st.p75_s * 1e6,
                         f"{mode}_min_us": st.min_s * 1e6, f"{mode}_rounds": st.rounds,
                         f"{mode}_inner": st.inner, f"{mode}_converged": st.converged,
-                        f"{mode}_tflops": _flops(m, shape) / st.median_s / 1e12})
+                        f"{mode}_tflops": _flops(m, shape) / st.median_s / 1e12,
+                        f"{mode}_round_us": [round(x * 1e6, 4) for x in st.per_round_s]})
         out_rows.append(row)
         gs = f"{row['graph_us']:.1f}" if row.get("graph_us") is not None else "ERR"
         es = f"/{row['eager_us']:.1f}" if row.get("eager_us") is not None else ""
@@ -783,6 +785,10 @@ def overheads(rows: list[dict]) -> list[dict]:
     ``M % 4 == 0``: padded, dynamic_eager and the compiled ops vs bypass (same kernel: expect 0),
     always_pad vs bypass (what unconditional padding cost). ``M % 4 != 0``: dynamic_eager vs padded
     (both pad: expect 0), padded vs bypass at roundup(M, 4) (the padding's own cost).
+
+    Paths were timed in the same rounds, so the ratio is taken round by round (paired): clock and
+    power drift between rounds cancels. ``resolved``: the paired ratios' interquartile range
+    excludes 1 and the median differs from 1 by more than ``RESOLVED``.
     """
     by: dict[tuple[str, int], dict[str, dict]] = {}
     for r in rows:
@@ -800,15 +806,25 @@ def overheads(rows: list[dict]) -> list[dict]:
                 continue
             rec = {"shape": sid, "m": m, "m_mod4": m % 4, "metric": f"{a}/{b}-1"}
             for mode in ("graph", "eager"):
-                ta, tb = d[a].get(f"{mode}_us"), d[b].get(f"{mode}_us")
-                if ta is None or tb is None:
+                if not d[a].get(f"{mode}_us") or not d[b].get(f"{mode}_us"):
                     rec[mode] = None
                     continue
-                noise = (d[a].get(f"{mode}_spread") or 0) + (d[b].get(f"{mode}_spread") or 0)
-                rec[mode] = ta / tb - 1
-                rec[f"{mode}_resolved"] = abs(ta / tb - 1) > max(noise, RESOLVED)
+                xs = _paired(d[a], d[b], mode)
+                med = statistics.median(xs)
+                q = statistics.quantiles(xs, n=4, method="inclusive") if len(xs) > 1 else [med] * 3
+                rec[mode] = med - 1
+                rec[f"{mode}_iqr"] = [q[0] - 1, q[2] - 1]
+                rec[f"{mode}_resolved"] = (q[0] > 1 or q[2] < 1) and abs(med - 1) > RESOLVED
             out.append(rec)
     return out
+
+
+def _paired(a: dict, b: dict, mode: str) -> list[float]:
+    """Round-by-round ratios of two rows timed together; the ratio of medians otherwise."""
+    ra, rb = a.get(f"{mode}_round_us"), b.get(f"{mode}_round_us")
+    if ra and rb and len(ra) == len(rb):
+        return [x / y for x, y in zip(ra, rb, strict=True)]
+    return [a[f"{mode}_us"] / b[f"{mode}_us"]]
 
 
 def _peak(name: str) -> tuple[float | None, str]:
@@ -921,8 +937,9 @@ def markdown_run(run: dict) -> str:
         L += _table(hdr, body)
     ov = run.get("overhead", [])
     if ov:
-        L += ["### Padding overhead (median over M of t_a / t_b - 1 [min, max]; resolved: "
-              f"above both spreads and {RESOLVED:.0%})", ""]
+        L += ["### Padding overhead: t_a / t_b - 1 (paired by round), median over the M of the "
+              "class [min, max]; resolved: M where the ratios' IQR excludes 0 and |median| > "
+              f"{RESOLVED:.0%}", ""]
         metrics = list(dict.fromkeys(o["metric"] for o in ov))
         hdr = ["shape", "M class", "metric", "graph", "eager", "graph resolved"]
         body = []
@@ -1026,16 +1043,18 @@ def plot(runs: dict[str, dict], png: Path, mode: str, only: dict[str, list[str]]
     for ax, sid in zip(axes.flat, shapes, strict=False):
         for ri, (label, run) in enumerate(runs.items()):
             paths = (only or {}).get(label) or _paths_in(run)
-            base = {r["m"]: r.get(f"{mode}_us") for r in run["rows"]
-                    if r["shape"] == sid and r["path"] == "bypass"}
+            base = {r["m"]: r for r in run["rows"]
+                    if r["shape"] == sid and r["path"] == "bypass" and r.get(f"{mode}_us")}
             for pth in paths:
                 if ratio and pth == "bypass":
                     continue
-                pts = sorted((r["m"], r[f"{mode}_us"]) for r in run["rows"]
-                             if r["shape"] == sid and r["path"] == pth
-                             and r.get(f"{mode}_us") is not None)
-                if ratio:
-                    pts = [(m, 100 * (t / base[m] - 1)) for m, t in pts if base.get(m)]
+                mine = sorted((r for r in run["rows"] if r["shape"] == sid and r["path"] == pth
+                               and r.get(f"{mode}_us") is not None), key=lambda r: r["m"])
+                if ratio:  # paired by round, as in the overhead table
+                    pts = [(r["m"], 100 * (statistics.median(_paired(r, base[r["m"]], mode)) - 1))
+                           for r in mine if r["m"] in base]
+                else:
+                    pts = [(r["m"], r[f"{mode}_us"]) for r in mine]
                 if not pts:
                     continue
                 kw = {"color": colors.get(pth), "marker": markers.get(pth, "."), "ms": 3.5}

@@ -24,7 +24,32 @@ from .paths import discover
 from .subject import load
 from .verdict import judge
 
-EDGES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257)
+EDGES = (
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    15,
+    16,
+    17,
+    31,
+    32,
+    33,
+    63,
+    64,
+    65,
+    127,
+    128,
+    129,
+    255,
+    256,
+    257,
+)
 BINS = torch.logspace(-6, 3, 91, dtype=torch.float64)  # ratio histogram edges, 10 bins per decade
 
 
@@ -35,11 +60,21 @@ def draw_spec(r: random.Random) -> ProblemSpec:
     n = 16 * r.randint(1, 448 if big else 64)
     k = 16 * r.randint(1, 448 if big else 128)
     values = r.choice(VALUE_REGIMES)
-    scales = r.choice(QUANTIZED_SCALES) if values == "quantized" else r.choice(
-        [s for s in SCALE_REGIMES if s not in QUANTIZED_SCALES])
-    return ProblemSpec(m=m, n=n, k=k, out_dtype=r.choice(("bfloat16", "float16")), values=values,
-                       scales=scales, row_spread=r.choice((0, 0, 3)) if values == "quantized" else 0,
-                       seed=r.getrandbits(32))
+    scales = (
+        r.choice(QUANTIZED_SCALES)
+        if values == "quantized"
+        else r.choice([s for s in SCALE_REGIMES if s not in QUANTIZED_SCALES])
+    )
+    return ProblemSpec(
+        m=m,
+        n=n,
+        k=k,
+        out_dtype=r.choice(("bfloat16", "float16")),
+        values=values,
+        scales=scales,
+        row_spread=r.choice((0, 0, 3)) if values == "quantized" else 0,
+        seed=r.getrandbits(32),
+    )
 
 
 def run(n: int, out: Path, seed: int = 0, every: int = 10, seconds: float = float("inf")) -> dict:
@@ -71,25 +106,46 @@ def run(n: int, out: Path, seed: int = 0, every: int = 10, seconds: float = floa
                 v = judge(res, o, p, name)
                 err = (res.double() - o.ref).abs() / o.bound
                 finite = err[torch.isfinite(err)]
-                hist[name] += torch.bucketize(finite, BINS.to(finite.device)).bincount(
-                    minlength=len(BINS) + 1).cpu()[: len(BINS) + 1]
+                hist[name] += (
+                    torch.bucketize(finite, BINS.to(finite.device))
+                    .bincount(minlength=len(BINS) + 1)
+                    .cpu()[: len(BINS) + 1]
+                )
                 counts[name] += 1
                 rec = {"i": i, "path": name, **spec.to_dict(), "ratio": v.max_ratio, "ok": v.ok}
                 log.write(json.dumps(rec) + "\n")
                 if not v.ok:
                     fails.append({**rec, "verdict": v.to_dict()})
-                if v.max_ratio == v.max_ratio and (name not in worst
-                                                    or v.max_ratio > worst[name]["ratio"]):
+                if v.max_ratio == v.max_ratio and (
+                    name not in worst or v.max_ratio > worst[name]["ratio"]
+                ):
                     worst[name] = rec
             if i % 2000 == 0:
-                print(f"[calibrate] {i}/{n} examples, {time.time() - t0:.0f}s, "
-                      f"{len(fails)} out of bound", file=sys.stderr, flush=True)
+                print(
+                    f"[calibrate] {i}/{n} examples, {time.time() - t0:.0f}s, "
+                    f"{len(fails)} out of bound",
+                    file=sys.stderr,
+                    flush=True,
+                )
     summary = {
-        "vllm_version": s.vllm_version, "torch_version": s.torch_version, "device": s.device_name(),
-        "examples": done, "seconds": round(time.time() - t0, 1), "seed": seed,
-        "per_path": {p: {"examples": counts[p], "max_ratio": worst.get(p, {}).get("ratio"),
-                         "worst": worst.get(p), "histogram": hist[p].tolist()} for p in paths},
-        "bins": BINS.tolist(), "failures": fails[:200], "failure_count": len(fails),
+        "vllm_version": s.vllm_version,
+        "torch_version": s.torch_version,
+        "device": s.device_name(),
+        "examples": done,
+        "seconds": round(time.time() - t0, 1),
+        "seed": seed,
+        "per_path": {
+            p: {
+                "examples": counts[p],
+                "max_ratio": worst.get(p, {}).get("ratio"),
+                "worst": worst.get(p),
+                "histogram": hist[p].tolist(),
+            }
+            for p in paths
+        },
+        "bins": BINS.tolist(),
+        "failures": fails[:200],
+        "failure_count": len(fails),
     }
     (out / "calibration.json").write_text(json.dumps(summary, indent=1, default=str))
     return summary
@@ -104,15 +160,19 @@ def plot(summary: dict, path: Path) -> None:
     bins = summary["bins"]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name, d in summary["per_path"].items():
-        h = d["histogram"][1:len(bins)]
+        h = d["histogram"][1 : len(bins)]
         total = max(1, sum(d["histogram"]))
-        ax.step(bins[1:], [x / total for x in h], where="pre", label=f"{name} ({d['examples']} ex.)")
+        ax.step(
+            bins[1:], [x / total for x in h], where="pre", label=f"{name} ({d['examples']} ex.)"
+        )
     ax.axvline(1.0, color="k", ls="--", lw=1)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("|out - ref| / bound, per element")
     ax.set_ylabel("fraction of elements")
-    ax.set_title(f"{summary['device']}, vLLM {summary['vllm_version']}: {summary['examples']} problems")
+    ax.set_title(
+        f"{summary['device']}, vLLM {summary['vllm_version']}: {summary['examples']} problems"
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -123,11 +183,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--out", default="calibration-out")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--seconds", type=float, default=float("inf"), help="stop early after this long")
+    ap.add_argument(
+        "--seconds", type=float, default=float("inf"), help="stop early after this long"
+    )
     args = ap.parse_args(argv)
     if load().backend != "real":
-        print("calibrate: needs the real SM90 kernel (" + (load().error or load().backend_reason) + ")",
-              file=sys.stderr)
+        print(
+            "calibrate: needs the real SM90 kernel ("
+            + (load().error or load().backend_reason)
+            + ")",
+            file=sys.stderr,
+        )
         return 2
     summary = run(args.n, Path(args.out), args.seed, seconds=args.seconds)
     try:

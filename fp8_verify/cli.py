@@ -29,15 +29,19 @@ def _env(args, extra: list[str]) -> int:
         "fp8_verify": __import__("fp8_verify").__version__,
         "torch": torch.__version__,
         "vllm": s.vllm_version or f"not available ({s.error})",
-        "device": s.device_name() if s.available else ("CPU" if not torch.cuda.is_available() else
-                                                       torch.cuda.get_device_name()),
+        "device": s.device_name()
+        if s.available
+        else ("CPU" if not torch.cuda.is_available() else torch.cuda.get_device_name()),
         "kernel": f"{s.backend}: {s.backend_reason}" if s.available else "none",
         "compile_backend": paths.compile_backend() if s.available else None,
         "paths": {},
     }
     for name, p in paths.discover().items():
-        info["paths"][name] = (f"available, on the {'real SM90 kernel' if s.backend == 'real' else 'CPU double'}"
-                               if p.available else f"absent: {p.reason}")
+        info["paths"][name] = (
+            f"available, on the {'real SM90 kernel' if s.backend == 'real' else 'CPU double'}"
+            if p.available
+            else f"absent: {p.reason}"
+        )
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -53,8 +57,10 @@ def _env(args, extra: list[str]) -> int:
 
 def _pytest_args(args, extra: list[str]) -> list[str]:
     if not TESTS.is_dir():
-        raise UsageError(f"the property suite is not at {TESTS}; install fp8-verify from a checkout "
-                         "(pip install -e .) or run it from one")
+        raise UsageError(
+            f"the property suite is not at {TESTS}; install fp8-verify from a checkout "
+            "(pip install -e .) or run it from one"
+        )
     out = [str(TESTS), "-p", "no:cacheprovider", "--rootdir", str(ROOT)]
     if args.report:
         out += ["--fp8-report", args.report]
@@ -77,7 +83,9 @@ def _check(args, extra: list[str]) -> int:
         from .mutants import CATALOGUE
 
         if args.mutant not in CATALOGUE:
-            raise UsageError(f"unknown mutant {args.mutant!r}; `fp8-verify mutants --list` lists them")
+            raise UsageError(
+                f"unknown mutant {args.mutant!r}; `fp8-verify mutants --list` lists them"
+            )
         os.environ["FP8_VERIFY_MUTANT"] = args.mutant
     return int(pytest.main(_pytest_args(args, extra)))
 

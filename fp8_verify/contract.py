@@ -46,8 +46,12 @@ def _with(p: BlockScaledProblem, **kw) -> tuple[Args, BlockScaledProblem]:
 def _wider(t: torch.Tensor, extra_cols: int) -> torch.Tensor:
     """``t`` as the left part of a wider row-major buffer (row stride = cols + extra_cols)."""
     rows, cols = t.shape
-    buf = torch.zeros(rows, cols + extra_cols, dtype=torch.uint8 if t.element_size() == 1 else t.dtype,
-                      device=t.device)
+    buf = torch.zeros(
+        rows,
+        cols + extra_cols,
+        dtype=torch.uint8 if t.element_size() == 1 else t.dtype,
+        device=t.device,
+    )
     view = buf[:, :cols]
     if t.element_size() == 1:
         view.copy_(t.view(torch.uint8))
@@ -82,44 +86,119 @@ def _b_scale_pitch(p: BlockScaledProblem) -> torch.Tensor:
     return buf
 
 
-CASES: dict[str, Case] = {c.name: c for c in (
-    Case("canonical", "A, B row-major; As column-major; Bs row-major (vLLM's layouts)",
-         lambda p: _with(p), ()),
-    Case("a_scale_row_major", "activation scales row-major [M, kb] (contiguous)",
-         lambda p: _with(p, a_scale=p.a_scale.contiguous()), ("major", "layout", "stride")),
-    Case("a_scale_pitch", "activation scales M-major with a padded pitch (stride (1, M+4))",
-         lambda p: _with(p, a_scale=_a_scale_pitch(p)), ("major", "layout", "stride")),
-    Case("b_scale_col_major", "weight scales column-major [nb, kb] (so Bs.T is row-major)",
-         lambda p: _with(p, b_scale=_fortran(p.b_scale)), ("major", "layout", "stride")),
-    Case("b_scale_pitch", "weight scales with a padded row stride (kb + 1)",
-         lambda p: _with(p, b_scale=_b_scale_pitch(p)), ("major", "layout", "stride")),
-    Case("a_sliced", "A is the left part of a wider buffer (row stride K + 128)",
-         lambda p: _with(p, a=_wider(p.a, 128)), ("stride", "contiguous", "lda")),
-    Case("a_row_strided", "A is every other row of a [2M, K] buffer",
-         lambda p: _with(p, a=_every_other_row(p.a)), ("stride", "contiguous", "lda")),
-    Case("b_sliced", "B is the left part of a wider buffer (row stride K + 128)",
-         lambda p: _with(p, b=_wider(p.b, 128)), ("stride", "contiguous", "ldb")),
-    Case("b_col_major", "B stored column-major ([N, K] with strides (1, N))",
-         lambda p: _with(p, b=_fortran(p.b)), ("stride",)),
-    Case("a_e5m2", "A given as float8_e5m2 holding the same values",
-         lambda p: _e5m2(p), ("dtype", "e5m2", "e4m3")),
-    Case("a_fp16", "A given as float16 holding the same values",
-         lambda p: _with(p, a=p.a.to(torch.float16)), ("dtype", "float16", "half")),
-    Case("scales_fp64", "scales in float64",
-         lambda p: _with(p, a_scale=column_major(p.a_scale.double()), b_scale=p.b_scale.double()),
-         ("float32", "dtype", "kfloat")),
-    Case("scales_bf16", "scales in bfloat16 (values rounded, logical problem uses them)",
-         lambda p: _bf16_scales(p), ("float32", "dtype", "kfloat")),
-    Case("a_scale_short", "activation scales with one K-group too few",
-         lambda p: _with(p, a_scale=column_major(p.a_scale[:, :-1])) if p.a_scale.shape[1] > 1
-         else _with(p, a_scale=column_major(p.a_scale[:, :0])), ("shape", "group")),
-    Case("out_fp32", "output dtype float32", lambda p: _with(p, out_dtype=torch.float32),
-         ("dtype", "float32", "bfloat16", "float16")),
-    Case("block_64x128", "block shape [64, 128] (weight scales per 64 rows)",
-         lambda p: _block(p, (64, 128)), ("block", "group")),
-    Case("block_128x64", "block shape [128, 64] (scales per 64 columns of K)",
-         lambda p: _block(p, (128, 64)), ("block", "group")),
-)}
+CASES: dict[str, Case] = {
+    c.name: c
+    for c in (
+        Case(
+            "canonical",
+            "A, B row-major; As column-major; Bs row-major (vLLM's layouts)",
+            lambda p: _with(p),
+            (),
+        ),
+        Case(
+            "a_scale_row_major",
+            "activation scales row-major [M, kb] (contiguous)",
+            lambda p: _with(p, a_scale=p.a_scale.contiguous()),
+            ("major", "layout", "stride"),
+        ),
+        Case(
+            "a_scale_pitch",
+            "activation scales M-major with a padded pitch (stride (1, M+4))",
+            lambda p: _with(p, a_scale=_a_scale_pitch(p)),
+            ("major", "layout", "stride"),
+        ),
+        Case(
+            "b_scale_col_major",
+            "weight scales column-major [nb, kb] (so Bs.T is row-major)",
+            lambda p: _with(p, b_scale=_fortran(p.b_scale)),
+            ("major", "layout", "stride"),
+        ),
+        Case(
+            "b_scale_pitch",
+            "weight scales with a padded row stride (kb + 1)",
+            lambda p: _with(p, b_scale=_b_scale_pitch(p)),
+            ("major", "layout", "stride"),
+        ),
+        Case(
+            "a_sliced",
+            "A is the left part of a wider buffer (row stride K + 128)",
+            lambda p: _with(p, a=_wider(p.a, 128)),
+            ("stride", "contiguous", "lda"),
+        ),
+        Case(
+            "a_row_strided",
+            "A is every other row of a [2M, K] buffer",
+            lambda p: _with(p, a=_every_other_row(p.a)),
+            ("stride", "contiguous", "lda"),
+        ),
+        Case(
+            "b_sliced",
+            "B is the left part of a wider buffer (row stride K + 128)",
+            lambda p: _with(p, b=_wider(p.b, 128)),
+            ("stride", "contiguous", "ldb"),
+        ),
+        Case(
+            "b_col_major",
+            "B stored column-major ([N, K] with strides (1, N))",
+            lambda p: _with(p, b=_fortran(p.b)),
+            ("stride",),
+        ),
+        Case(
+            "a_e5m2",
+            "A given as float8_e5m2 holding the same values",
+            lambda p: _e5m2(p),
+            ("dtype", "e5m2", "e4m3"),
+        ),
+        Case(
+            "a_fp16",
+            "A given as float16 holding the same values",
+            lambda p: _with(p, a=p.a.to(torch.float16)),
+            ("dtype", "float16", "half"),
+        ),
+        Case(
+            "scales_fp64",
+            "scales in float64",
+            lambda p: _with(
+                p, a_scale=column_major(p.a_scale.double()), b_scale=p.b_scale.double()
+            ),
+            ("float32", "dtype", "kfloat"),
+        ),
+        Case(
+            "scales_bf16",
+            "scales in bfloat16 (values rounded, logical problem uses them)",
+            lambda p: _bf16_scales(p),
+            ("float32", "dtype", "kfloat"),
+        ),
+        Case(
+            "a_scale_short",
+            "activation scales with one K-group too few",
+            lambda p: (
+                _with(p, a_scale=column_major(p.a_scale[:, :-1]))
+                if p.a_scale.shape[1] > 1
+                else _with(p, a_scale=column_major(p.a_scale[:, :0]))
+            ),
+            ("shape", "group"),
+        ),
+        Case(
+            "out_fp32",
+            "output dtype float32",
+            lambda p: _with(p, out_dtype=torch.float32),
+            ("dtype", "float32", "bfloat16", "float16"),
+        ),
+        Case(
+            "block_64x128",
+            "block shape [64, 128] (weight scales per 64 rows)",
+            lambda p: _block(p, (64, 128)),
+            ("block", "group"),
+        ),
+        Case(
+            "block_128x64",
+            "block shape [128, 64] (scales per 64 columns of K)",
+            lambda p: _block(p, (128, 64)),
+            ("block", "group"),
+        ),
+    )
+}
 
 
 def _e5m2(p: BlockScaledProblem) -> tuple[Args, BlockScaledProblem]:
@@ -157,10 +236,15 @@ def outcome(case: Case, path: Path, p: BlockScaledProblem) -> Outcome:
     """Run ``path`` on ``case`` applied to ``p`` and classify the result."""
     args, logical = case.make(p)
     try:
-        # Each case legitimately changes dtypes or strides, which Dynamo guards on: allow the graphs.
-        with torch._dynamo.config.patch(recompile_limit=256, accumulated_recompile_limit=4096):
-            out = path.call(*args)
-    except (RuntimeError, ValueError, AssertionError, TypeError, NotImplementedError, IndexError) as e:
+        out = path.call(*args)  # compiled paths: each case's dtypes and strides are a new graph
+    except (
+        RuntimeError,
+        ValueError,
+        AssertionError,
+        TypeError,
+        NotImplementedError,
+        IndexError,
+    ) as e:
         text = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
         if "torch._dynamo" in type(e).__module__ or "BackendCompilerFailed" in type(e).__name__:
             text = f"{type(e).__name__} (compile failed)"
@@ -169,12 +253,20 @@ def outcome(case: Case, path: Path, p: BlockScaledProblem) -> Outcome:
     v = judge(out, oracle(logical), logical, path.name)
     if v.ok:
         return Outcome("correct", f"max err/bound {v.max_ratio:.3g}", v.max_ratio)
-    return Outcome("silent-wrong", f"max err/bound {v.max_ratio:.3g}, {v.bad_elements} of "
-                   f"{v.shape[0] * v.shape[1]} elements out of bound", v.max_ratio)
+    return Outcome(
+        "silent-wrong",
+        f"max err/bound {v.max_ratio:.3g}, {v.bad_elements} of "
+        f"{v.shape[0] * v.shape[1]} elements out of bound",
+        v.max_ratio,
+    )
 
 
-SHORT = {"correct": "correct", "rejected": "rejected", "unclear-error": "UNCLEAR ERROR",
-         "silent-wrong": "SILENT WRONG"}
+SHORT = {
+    "correct": "correct",
+    "rejected": "rejected",
+    "unclear-error": "UNCLEAR ERROR",
+    "silent-wrong": "SILENT WRONG",
+}
 
 
 def run_table(ms: tuple[int, int] = (8, 5), n: int = 256, k: int = 384) -> list[dict]:
@@ -203,11 +295,17 @@ def run_table(ms: tuple[int, int] = (8, 5), n: int = 256, k: int = 384) -> list[
 def markdown(rows: list[dict], title: str) -> str:
     """The table: a row per case, a column per (path, M), cells 'correct' / 'rejected: message' /
     'SILENT WRONG' / 'UNCLEAR ERROR: message'."""
-    cols = sorted({(r["path"], r["m"]) for r in rows},
-                  key=lambda c: (list(dict.fromkeys(r["path"] for r in rows)).index(c[0]), -c[1]))
+    cols = sorted(
+        {(r["path"], r["m"]) for r in rows},
+        key=lambda c: (list(dict.fromkeys(r["path"] for r in rows)).index(c[0]), -c[1]),
+    )
     cells = {(r["case"], r["path"], r["m"]): r for r in rows}
-    out = [f"### {title}", "", "| case | " + " | ".join(f"{p} M={m}" for p, m in cols) + " |",
-           "|---" * (len(cols) + 1) + "|"]
+    out = [
+        f"### {title}",
+        "",
+        "| case | " + " | ".join(f"{p} M={m}" for p, m in cols) + " |",
+        "|---" * (len(cols) + 1) + "|",
+    ]
     for case in CASES.values():
         line = [f"`{case.name}`: {case.description}"]
         for p, m in cols:
@@ -243,8 +341,16 @@ def main(argv: list[str] | None = None) -> int:
     title = f"vLLM {s.vllm_version} on {where}"
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"vllm_version": s.vllm_version, "device": where, "backend": s.backend,
-                       "rows": rows}, fh, indent=1)
+            json.dump(
+                {
+                    "vllm_version": s.vllm_version,
+                    "device": where,
+                    "backend": s.backend,
+                    "rows": rows,
+                },
+                fh,
+                indent=1,
+            )
     text = markdown(rows, title)
     if args.md:
         with open(args.md, "w") as fh:

@@ -44,13 +44,18 @@ GROUP = 128
 _lib: torch.library.Library | None = None
 
 
-def _check(cond: bool, msg: str) -> None:
+SRC = "/workspace/csrc/libtorch_stable/quantization/w8a8/cutlass/"
+
+
+def _check(cond: bool, where: str, msg: str = "") -> None:
+    """Raise as the stable-ABI build's ``STD_TORCH_CHECK`` does: ``"<function>, <file:line>, <msg>"``.
+
+    Seen on an H100: checks written without a message carry only the location (``msg`` empty), which
+    is what callers of vLLM 0.23.0 get (FINDINGS.md FV-008). Line numbers are the ones observed there;
+    locations not observed name the file alone."""
     if not cond:
-        raise RuntimeError(msg)
-
-
-def _expected(cond: str) -> str:
-    return f"Expected {cond} to be true, but got false."
+        func, loc = where.split(" ", 1)
+        raise RuntimeError(f"{func}, {SRC}{loc}, {msg}")
 
 
 def _is_contiguous_vector(t: torch.Tensor) -> bool:
@@ -62,38 +67,38 @@ def _cdiv(a: int, b: int) -> int:
 
 
 def check_preconditions(out, a, b, a_scales, b_scales, bias) -> bool:
-    """Raise RuntimeError where the SM90 op does; return True for the block-wise kernel."""
-    _check(a.dim() == 2 and b.dim() == 2 and out.dim() == 2,
-           _expected("a.dim() == 2 && b.dim() == 2 && c.dim() == 2"))
-    _check(out.size(0) == a.size(0) and a.size(1) == b.size(0) and b.size(1) == out.size(1),
-           _expected("c.size(0) == a.size(0) && a.size(1) == b.size(0) && b.size(1) == c.size(1)"))
-    _check(a.stride(1) == 1 and out.stride(1) == 1, _expected("a.stride(1) == 1 && c.stride(1) == 1"))
-    _check(b.stride(0) == 1, _expected("b.stride(0) == 1"))
-    _check(out.stride(0) % 16 == 0 and b.stride(1) % 16 == 0,
-           _expected("c.stride(0) % 16 == 0 && b.stride(1) % 16 == 0"))
+    """Raise RuntimeError where the SM90 op does, with its text; return True for the block-wise kernel."""
+    entry = "cutlass_scaled_mm scaled_mm_entry.cu"
+    _check(a.dim() == 2 and b.dim() == 2 and out.dim() == 2, entry)
+    _check(out.size(0) == a.size(0) and a.size(1) == b.size(0) and b.size(1) == out.size(1), entry)
+    _check(a.stride(1) == 1 and out.stride(1) == 1, entry)
+    _check(b.stride(0) == 1, "cutlass_scaled_mm scaled_mm_entry.cu:203")
+    _check(out.stride(0) % 16 == 0 and b.stride(1) % 16 == 0, entry)
     if bias is not None:
-        _check(bias.numel() == b.size(1) and bias.is_contiguous() and bias.dim() == 1,
-               _expected("bias->numel() == b.size(1) && bias->is_contiguous() && bias->dim() == 1"))
-    _check(a_scales.dtype == torch.float32, _expected("a_scales.dtype() == torch::kFloat32"))
-    _check(b_scales.dtype == torch.float32, _expected("b_scales.dtype() == torch::kFloat32"))
+        _check(bias.numel() == b.size(1) and bias.is_contiguous() and bias.dim() == 1, entry)
+    helper = "dispatch_scaled_mm c3x/scaled_mm_helper.hpp"
+    _check(a_scales.dtype == torch.float32, helper + ":15")
+    _check(b_scales.dtype == torch.float32, helper)
     m, k, n = a.size(0), a.size(1), b.size(1)
     if a_scales.numel() in (1, m) and b_scales.numel() in (1, n):
-        _check(a_scales.is_contiguous() and b_scales.is_contiguous(),
-               _expected("a_scales.is_contiguous() && b_scales.is_contiguous()"))
-        _check(a.dtype == torch.float8_e4m3fn, _expected("a.dtype() == torch::kInt8"))
+        _check(a_scales.is_contiguous() and b_scales.is_contiguous(), helper)
+        _check(a.dtype == torch.float8_e4m3fn, helper)
         return False
-    _check(a_scales.dim() == 2, "a scale must be 2d tensor.")
-    _check(b_scales.dim() == 2, "b scale must be 2d tensor.")
-    _check(m == a_scales.size(0) and _cdiv(k, GROUP) == a_scales.size(1),
+    _check(a_scales.dim() == 2, helper, "a scale must be 2d tensor.")
+    _check(b_scales.dim() == 2, helper, "b scale must be 2d tensor.")
+    _check(m == a_scales.size(0) and _cdiv(k, GROUP) == a_scales.size(1), helper + ":44",
            "a_scale_group_shape must be [1, 128].")
     _check(_cdiv(k, GROUP) == b_scales.size(0) and _cdiv(n, GROUP) == b_scales.size(1),
-           "b_scale_group_shape must be [128, 128].")
-    _check(bias is None, "Bias not yet supported blockwise scaled_mm")
-    _check(out.dtype in (torch.bfloat16, torch.float16), _expected("out.dtype() == torch::kFloat16"))
+           helper + ":48", "b_scale_group_shape must be [128, 128].")
+    _check(bias is None, helper + ":54", "Bias not yet supported blockwise scaled_mm")
+    _check(out.dtype in (torch.bfloat16, torch.float16),
+           "cutlass_scaled_mm_blockwise_sm90_fp8 c3x/scaled_mm_blockwise_sm90_fp8.cu:17")
     # Seen on an H100 with vLLM 0.23.0: the stable-ABI build has no "a_scales must be M major" /
     # "b_scales must be K major" checks (the layouts are assumed, see _as_kernel_reads).
-    _check(m % 4 == 0, "m must be divisible by 4")
-    _check(m > 0, "Error Internal")  # CUTLASS fails to build the TMA descriptor for an empty A
+    _check(m % 4 == 0, "cutlass_gemm_caller_blockwise c3x/scaled_mm_blockwise_sm90_fp8_dispatch.cuh:125",
+           "m must be divisible by 4")
+    # CUTLASS cannot build the TMA descriptor for an empty A
+    _check(m > 0, "cutlass_gemm_caller c3x/cutlass_gemm_caller.cuh:61", "Error Internal")
     return True
 
 
@@ -122,7 +127,11 @@ def _scaled_mm_cpu(out, a, b, a_scales, b_scales, bias) -> None:
     blockwise = check_preconditions(out, a, b, a_scales, b_scales, bias)
     m, k, n = a.size(0), a.size(1), b.size(1)
     if not blockwise:
-        acc = (a.float() @ b.float()) * a_scales.reshape(-1, 1).float() * b_scales.reshape(1, -1).float()
+        acc = (
+            (a.float() @ b.float())
+            * a_scales.reshape(-1, 1).float()
+            * b_scales.reshape(1, -1).float()
+        )
         if bias is not None:
             acc = acc + bias.float()
         out.copy_(acc.to(out.dtype))

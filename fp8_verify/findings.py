@@ -35,8 +35,10 @@ class Finding:
             return False
         if self.cases is None:
             return True
-        return params.get("case") in self.cases and params.get("m_mod", "aligned") in self.cases[
-            params["case"]]
+        return (
+            params.get("case") in self.cases
+            and params.get("m_mod", "aligned") in self.cases[params["case"]]
+        )
 
     def to_dict(self) -> dict:
         return {"id": self.id, "title": self.title, "paths": list(self.paths), "repro": self.repro}
@@ -109,6 +111,15 @@ FINDINGS: dict[str, Finding] = {
             ("0.23.0",),
             "repros/fv007_out_dtype_message.py",
             cases={"out_fp32": BOTH},
+        ),
+        Finding(
+            "FV-008",
+            "The SM90 build's checks on B's layout and on the scales' dtype fail with no message: the "
+            "caller sees only `function, file:line, ` (stable-ABI STD_TORCH_CHECK without text)",
+            ALL_EAGER,
+            ("0.23.0",),
+            "repros/fv008_messageless_checks.py",
+            cases={"b_col_major": BOTH, "scales_fp64": BOTH, "scales_bf16": BOTH},
         ),
     )
 }

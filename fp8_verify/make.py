@@ -57,8 +57,10 @@ class ProblemSpec:
         if self.scales not in SCALE_REGIMES:
             errs.append(f"scales={self.scales!r} not in {SCALE_REGIMES}")
         elif (self.values == "quantized") != (self.scales in QUANTIZED_SCALES):
-            errs.append(f"scales={self.scales!r} does not go with values={self.values!r} "
-                        f"(quantized data takes {QUANTIZED_SCALES})")
+            errs.append(
+                f"scales={self.scales!r} does not go with values={self.values!r} "
+                f"(quantized data takes {QUANTIZED_SCALES})"
+            )
         if errs:
             raise ValueError("invalid ProblemSpec: " + "; ".join(errs))
 
@@ -68,7 +70,9 @@ class ProblemSpec:
         return d
 
 
-def _random_codes(shape: tuple[int, ...], g: torch.Generator, lo: int = 0, hi: int = 0x7F) -> torch.Tensor:
+def _random_codes(
+    shape: tuple[int, ...], g: torch.Generator, lo: int = 0, hi: int = 0x7F
+) -> torch.Tensor:
     """Uniform e4m3 codes with magnitude bits in [lo, hi) (0x7F is NaN in e4m3fn, so excluded)."""
     mag = torch.randint(lo, hi, shape, generator=g, dtype=torch.int16, device=g.device)
     sign = torch.randint(0, 2, shape, generator=g, dtype=torch.int16, device=g.device) * 0x80
@@ -83,11 +87,17 @@ def _values(regime: str, shape: tuple[int, int], g: torch.Generator) -> torch.Te
     if regime == "extreme":
         x = _random_codes(shape, g)
         top = torch.rand(shape, generator=g, device=g.device) < 0.8
-        big = torch.where(torch.rand(shape, generator=g, device=g.device) < 0.5, -448.0, 448.0).to(FP8)
+        big = torch.where(torch.rand(shape, generator=g, device=g.device) < 0.5, -448.0, 448.0).to(
+            FP8
+        )
         return torch.where(top, big.view(torch.uint8), x.view(torch.uint8)).view(FP8)
     if regime == "sparse":
         x = _random_codes(shape, g).view(torch.uint8)
-        return torch.where(torch.rand(shape, generator=g, device=g.device) < 0.9, 0, x).to(torch.uint8).view(FP8)
+        return (
+            torch.where(torch.rand(shape, generator=g, device=g.device) < 0.9, 0, x)
+            .to(torch.uint8)
+            .view(FP8)
+        )
     raise ValueError(regime)
 
 
@@ -97,11 +107,14 @@ def _scales(regime: str, shape: tuple[int, int], g: torch.Generator) -> torch.Te
     lo, hi = SCALE_LOG2[regime]
     if regime == "pow2":
         return torch.exp2(torch.randint(lo, hi + 1, shape, generator=g, device=g.device).float())
-    return torch.exp2(lo + (hi - lo) * torch.rand(shape, generator=g, dtype=torch.float64, device=g.device)).float()
+    return torch.exp2(
+        lo + (hi - lo) * torch.rand(shape, generator=g, dtype=torch.float64, device=g.device)
+    ).float()
 
 
-def make(spec: ProblemSpec, device: torch.device | str = "cpu", draw_on_device: bool = False
-         ) -> BlockScaledProblem:
+def make(
+    spec: ProblemSpec, device: torch.device | str = "cpu", draw_on_device: bool = False
+) -> BlockScaledProblem:
     """The problem ``spec`` describes, on ``device``. Numbers are drawn on the CPU, so a spec gives the
     same bits everywhere; ``draw_on_device=True`` draws them on ``device`` instead (much faster for
     large calibration runs; reproducible per device type only).
@@ -119,7 +132,9 @@ def make(spec: ProblemSpec, device: torch.device | str = "cpu", draw_on_device: 
     if spec.values == "quantized":
         x = torch.randn(m, k, generator=g, device=g.device)
         if spec.row_spread:
-            x = x * torch.pow(10.0, spec.row_spread * torch.rand(m, 1, generator=g, device=g.device))
+            x = x * torch.pow(
+                10.0, spec.row_spread * torch.rand(m, 1, generator=g, device=g.device)
+            )
         w = torch.randn(n, k, generator=g, device=g.device) * 0.05
         p = quantize(x, w, spec.block, dtype, ue8m0=spec.scales == "ue8m0", origin=origin)
     else:

@@ -64,6 +64,18 @@ class Path:
         return self.name == "bypass"
 
 
+# Every cached compiled callable shares one code object, and Dynamo's recompile limit counts per code
+# object: dtypes, blocks and the contract's layouts are legitimate variants, not recompiles per example
+# (tests/test_compile.py counts those with a fresh counter of its own).
+RECOMPILE_LIMIT = 256
+
+
+def _raise_recompile_limit() -> None:
+    cfg = torch._dynamo.config
+    cfg.recompile_limit = max(cfg.recompile_limit, RECOMPILE_LIMIT)
+    cfg.accumulated_recompile_limit = max(cfg.accumulated_recompile_limit, 16 * RECOMPILE_LIMIT)
+
+
 def compile_backend() -> str:
     """``inductor`` on the real kernel (production); ``aot_eager`` on the CPU double, which traces the
     same graph (``torch.cond`` included) without generating C++ for every shape."""
@@ -103,12 +115,14 @@ def _compiled(kind: str, block: tuple[int, int], out_dtype: torch.dtype, backend
     # example (tests/test_compile.py counts those with a fresh counter).
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)
     torch._dynamo.config.accumulated_recompile_limit = max(
-        torch._dynamo.config.accumulated_recompile_limit, 4096)
+        torch._dynamo.config.accumulated_recompile_limit, 4096
+    )
     return torch.compile(body, fullgraph=True, backend=backend)
 
 
 def _compiled_call(kind: str) -> Call:
     def call(a, b, a_s, b_s, block, out_dtype) -> torch.Tensor:
+        _raise_recompile_limit()
         mark_dynamic(a, b, a_s, b_s)
         return _compiled(kind, tuple(block), out_dtype, compile_backend())(a, b, a_s, b_s)
 
@@ -144,6 +158,7 @@ def discover() -> dict[str, Path]:
 
         def direct(a, b, a_s, b_s, block, out_dtype):
             return ops.cutlass_scaled_mm(a, b.T, a_s, b_s.T, out_dtype)
+
     out["bypass"] = Path("bypass", False, direct)
 
     for name, opname in (("padded", "padded_cutlass"), ("dynamic_eager", "dynamic_padded_cutlass")):
@@ -152,12 +167,16 @@ def discover() -> dict[str, Path]:
 
     has_fn = "_dynamic_padded_cutlass" in f
     out["dynamic_compiled"] = Path(
-        "dynamic_compiled", True, _compiled_call("dynamic_compiled") if has_fn else None,
+        "dynamic_compiled",
+        True,
+        _compiled_call("dynamic_compiled") if has_fn else None,
         None if has_fn else WHY_ABSENT["dynamic_compiled"].format(v=v),
     )
     has_op = vllm_op("dynamic_padded_cutlass") is not None
     out["compiled_op"] = Path(
-        "compiled_op", True, _compiled_call("compiled_op") if has_op else None,
+        "compiled_op",
+        True,
+        _compiled_call("compiled_op") if has_op else None,
         None if has_op else WHY_ABSENT["compiled_op"].format(v=v),
     )
     return out

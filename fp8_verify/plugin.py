@@ -19,12 +19,19 @@ from . import findings as findings_mod
 
 # -- Hypothesis profiles ------------------------------------------------------------------------------
 # The fp8_record fixture accumulates over examples on purpose (examples run, worst error/bound).
-_common = dict(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                      HealthCheck.differing_executors,
-                                      HealthCheck.function_scoped_fixture], deadline=None)
+_common = dict(
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.differing_executors,
+        HealthCheck.function_scoped_fixture,
+    ],
+    deadline=None,
+)
 settings.register_profile("dev", max_examples=15, **_common)
-settings.register_profile("ci", max_examples=40, derandomize=True, database=None, print_blob=True,
-                          **_common)
+settings.register_profile(
+    "ci", max_examples=40, derandomize=True, database=None, print_blob=True, **_common
+)
 settings.register_profile("nightly", max_examples=1000, **_common)
 PROFILES = ("dev", "ci", "nightly")
 SCALE = {"dev": 0.5, "ci": 1.0, "nightly": 25.0}
@@ -34,7 +41,11 @@ def examples(n: int) -> int:
     """``n`` examples under the ci profile, scaled for the others: for tests whose example count is set
     per test (expensive ones) but should still grow in nightly runs."""
     return max(2, round(n * SCALE.get(settings._current_profile, 1.0)))  # type: ignore[attr-defined]
-settings.load_profile(os.environ.get("FP8_VERIFY_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+
+
+settings.load_profile(
+    os.environ.get("FP8_VERIFY_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
 
 RECORD_KEY = "fp8_verify"
 
@@ -61,7 +72,9 @@ class Recorder:
 @pytest.fixture
 def fp8_record(request) -> Recorder:
     """Collects examples and worst error/bound for the report; properties call ``.verdict(v)``."""
-    rec = Recorder(path=getattr(request.node, "callspec", None) and request.node.callspec.params.get("path"))
+    rec = Recorder(
+        path=getattr(request.node, "callspec", None) and request.node.callspec.params.get("path")
+    )
     yield rec
     request.node.user_properties.append(
         (RECORD_KEY, {"path": rec.path, "examples": rec.examples, "max_ratio": rec.max_ratio})
@@ -71,14 +84,21 @@ def fp8_record(request) -> Recorder:
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("fp8-verify")
     g.addoption("--fp8-report", metavar="FILE", help="write the JSON report here")
-    g.addoption("--fp8-summary-md", metavar="FILE",
-                help="write the Markdown summary here (also appended to $GITHUB_STEP_SUMMARY if set)")
+    g.addoption(
+        "--fp8-summary-md",
+        metavar="FILE",
+        help="write the Markdown summary here (also appended to $GITHUB_STEP_SUMMARY if set)",
+    )
 
 
 def _pin_gpu_for_worker() -> None:
     """Under xdist, give worker gwN one GPU (N mod count) before anything initialises CUDA."""
     wid = os.environ.get("PYTEST_XDIST_WORKER")
-    if not wid or "CUDA_VISIBLE_DEVICES" in os.environ and "," not in os.environ["CUDA_VISIBLE_DEVICES"]:
+    if (
+        not wid
+        or ("CUDA_VISIBLE_DEVICES" in os.environ
+        and "," not in os.environ["CUDA_VISIBLE_DEVICES"])
+    ):
         return
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     ids = visible.split(",") if visible else None
@@ -129,8 +149,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if params and not f.covers(params):
                 continue
             if s.available and f.applies(s, compile_backend()):
-                item.add_marker(pytest.mark.xfail(
-                    strict=True, reason=f"{f.id} (vLLM {s.vllm_version}): {f.title}"))
+                item.add_marker(
+                    pytest.mark.xfail(
+                        strict=True, reason=f"{f.id} (vLLM {s.vllm_version}): {f.title}"
+                    )
+                )
                 item.user_properties.append(("fp8_finding", f.id))
                 _skip_shrinking(item)
 
@@ -141,7 +164,8 @@ def _skip_shrinking(item: pytest.Item) -> None:
     current = getattr(fn, "_hypothesis_internal_use_settings", None)
     if current is not None:
         fn._hypothesis_internal_use_settings = settings(
-            current, phases=[p for p in current.phases if p is not Phase.shrink])
+            current, phases=[p for p in current.phases if p is not Phase.shrink]
+        )
 
 
 _PARAM = re.compile(r"\[(.*)\]$")
@@ -186,16 +210,18 @@ class _Session:
         for nodeid, row in self.rows.items():
             name = nodeid.split("::")[-1]
             prop = _PARAM.sub("", name)
-            out.append({
-                "property": prop,
-                "test": nodeid,
-                "path": row.get("path"),
-                "outcome": row.get("outcome", "error"),
-                "examples": row.get("examples", 0),
-                "max_error_over_bound": row.get("max_ratio"),
-                "finding": row.get("finding"),
-                "reason": row.get("reason"),
-            })
+            out.append(
+                {
+                    "property": prop,
+                    "test": nodeid,
+                    "path": row.get("path"),
+                    "outcome": row.get("outcome", "error"),
+                    "examples": row.get("examples", 0),
+                    "max_error_over_bound": row.get("max_ratio"),
+                    "finding": row.get("finding"),
+                    "reason": row.get("reason"),
+                }
+            )
         return out
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config) -> None:
@@ -208,8 +234,10 @@ class _Session:
             return
         s = _subject()
         terminalreporter.write_sep("=", "fp8-verify summary")
-        terminalreporter.write_line(f"vLLM {s.vllm_version}  torch {s.torch_version}  "
-                                    f"kernel: {s.backend} ({s.backend_reason or s.error})")
+        terminalreporter.write_line(
+            f"vLLM {s.vllm_version}  torch {s.torch_version}  "
+            f"kernel: {s.backend} ({s.backend_reason or s.error})"
+        )
         for line in text_summary(results):
             terminalreporter.write_line(line)
         profile = settings._current_profile  # type: ignore[attr-defined]
@@ -222,5 +250,3 @@ class _Session:
         for target in filter(None, (md_path, os.environ.get("GITHUB_STEP_SUMMARY"))):
             with open(FsPath(target), "a") as fh:
                 fh.write(md)
-
-

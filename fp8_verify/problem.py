@@ -110,7 +110,11 @@ class BlockScaledProblem:
 
     def describe(self) -> str:
         """One line naming the problem: dims, block, dtype and how it was drawn."""
-        o = ", ".join(f"{k}={v}" for k, v in self.origin.items() if k not in ("m", "n", "k", "block", "out_dtype"))
+        o = ", ".join(
+            f"{k}={v}"
+            for k, v in self.origin.items()
+            if k not in ("m", "n", "k", "block", "out_dtype")
+        )
         dt = str(self.out_dtype).removeprefix("torch.")
         return (
             f"M={self.m} N={self.n} K={self.k} block={list(self.block)} out={dt} "

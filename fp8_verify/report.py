@@ -39,7 +39,9 @@ def text_summary(results: list[dict]) -> list[str]:
     head = "property".ljust(w) + "  " + "  ".join(c.ljust(16) for c in cols)
     lines = [head, "-" * len(head)]
     for p in props:
-        lines.append(p.ljust(w) + "  " + "  ".join(_cell_text(cells.get((p, c))).ljust(16) for c in cols))
+        lines.append(
+            p.ljust(w) + "  " + "  ".join(_cell_text(cells.get((p, c))).ljust(16) for c in cols)
+        )
     totals = {o: sum(r["outcome"] == o for r in results) for o in ORDER}
     lines.append(", ".join(f"{n} {o}" for o, n in totals.items() if n))
     return lines
@@ -47,8 +49,11 @@ def text_summary(results: list[dict]) -> list[str]:
 
 def markdown_summary(results: list[dict], subject) -> str:
     props, cols, cells = _cells(results)
-    out = [f"### fp8-verify: vLLM {subject.vllm_version}, kernel {subject.backend}\n",
-           "| property | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    out = [
+        f"### fp8-verify: vLLM {subject.vllm_version}, kernel {subject.backend}\n",
+        "| property | " + " | ".join(cols) + " |",
+        "|---" * (len(cols) + 1) + "|",
+    ]
     for p in props:
         out.append(f"| {p} | " + " | ".join(_cell_text(cells.get((p, c))) for c in cols) + " |")
     return "\n".join(out) + "\n"

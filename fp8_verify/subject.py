@@ -75,7 +75,10 @@ def load() -> Subject:
         s.backend, s.backend_reason, s.device = "real", why, torch.device("cuda")
     else:
         double.install()
-        s.backend, s.backend_reason = "double", f"CPU double ({why})" if not real else "CPU double (forced)"
+        s.backend, s.backend_reason = (
+            "double",
+            f"CPU double ({why})" if not real else "CPU double (forced)",
+        )
     for name in CANDIDATE_MODULES:
         try:
             mod: ModuleType = importlib.import_module(name)

@@ -11,7 +11,8 @@ def problem(m=8, n=256, k=384, seed=0, device="cuda"):
     a_s = (0.5 + torch.rand(m, k // 128, generator=g)) / 100  # per 1x128 group
     b_s = (0.5 + torch.rand(n // 128, k // 128, generator=g)) / 100  # per 128x128 block
     ref = (a.double() * a_s.double().repeat_interleave(128, 1)) @ (
-        b.double() * b_s.double().repeat_interleave(128, 0).repeat_interleave(128, 1)).T
+        b.double() * b_s.double().repeat_interleave(128, 0).repeat_interleave(128, 1)
+    ).T
     a_s_colmajor = a_s.t().contiguous().t()  # what vLLM's quantization produces
     return [t.to(device) for t in (a, b, a_s_colmajor, b_s, ref)]
 

@@ -11,7 +11,6 @@ separate graph inputs that alias each other, and cond's alias check rejects them
 import sys
 
 import torch
-
 from vllm.model_executor.kernels.linear.scaled_mm.cutlass import _dynamic_padded_cutlass
 
 torch.manual_seed(0)
@@ -28,7 +27,9 @@ f = torch.compile(
 )
 try:
     f(a, b, a_s, b_s)
-except Exception as e:  # noqa: BLE001
-    print("DEFECT PRESENT:", type(e).__name__, [ln for ln in str(e).splitlines() if "aliasing" in ln])
+except Exception as e:
+    print(
+        "DEFECT PRESENT:", type(e).__name__, [ln for ln in str(e).splitlines() if "aliasing" in ln]
+    )
     sys.exit(1)
 print("compiled and ran: fixed")

@@ -11,13 +11,13 @@ import sys
 
 import torch
 from torch._dynamo.testing import CompileCounterWithBackend
-
 from vllm.model_executor.kernels.linear.scaled_mm.cutlass import _dynamic_padded_cutlass
 
 counter = CompileCounterWithBackend("eager")
 f = torch.compile(
     lambda a, b, a_s, b_s: _dynamic_padded_cutlass(a, b, a_s, b_s, [128, 128], torch.bfloat16),
-    fullgraph=True, backend=counter,
+    fullgraph=True,
+    backend=counter,
 )
 N, K = 256, 384
 b = torch.randn(N, K, device="cuda").to(torch.float8_e4m3fn)

@@ -11,16 +11,18 @@ Needs: an SM90 GPU, torch and vLLM 0.23.0. Exit status 1 while the defect is pre
 import sys
 
 import torch
-from _blockfp8 import problem, report
-
 import vllm.model_executor.kernels.linear.scaled_mm.cutlass  # noqa: F401  registers the ops
+from _blockfp8 import problem, report
 
 worst = 0.0
 for m in (8, 5):
     a, b, a_s, b_s, ref = problem(m=m)
     op = torch.ops.vllm.dynamic_padded_cutlass
     report(f"M={m} column-major scales", op(a, b, a_s, b_s, [128, 128], torch.bfloat16), ref)
-    rel = report(f"M={m} row-major scales   ", op(a, b, a_s.contiguous(), b_s, [128, 128],
-                                                  torch.bfloat16), ref)
+    rel = report(
+        f"M={m} row-major scales   ",
+        op(a, b, a_s.contiguous(), b_s, [128, 128], torch.bfloat16),
+        ref,
+    )
     worst = max(worst, rel)
 sys.exit(1 if worst > 0.05 else 0)

@@ -8,13 +8,13 @@ Needs: an SM90 GPU, torch and vLLM 0.23.0. Exit status 1 while the defect is pre
 import sys
 
 import torch
-from _blockfp8 import problem, report
-
 import vllm.model_executor.kernels.linear.scaled_mm.cutlass  # noqa: F401  registers the ops
+from _blockfp8 import problem, report
 
 a, b, a_s, b_s, ref = problem(m=8, n=384, k=512)
 op = torch.ops.vllm.dynamic_padded_cutlass
 report("row-major Bs   ", op(a, b, a_s, b_s, [128, 128], torch.bfloat16), ref)
-rel = report("column-major Bs", op(a, b, a_s, b_s.t().contiguous().t(), [128, 128], torch.bfloat16),
-             ref)
+rel = report(
+    "column-major Bs", op(a, b, a_s, b_s.t().contiguous().t(), [128, 128], torch.bfloat16), ref
+)
 sys.exit(1 if rel > 0.05 else 0)

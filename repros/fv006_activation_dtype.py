@@ -7,14 +7,14 @@ Needs: an SM90 GPU, torch and vLLM 0.23.0. Exit status 1 while the defect is pre
 import sys
 
 import torch
-from _blockfp8 import problem, report
-
 import vllm.model_executor.kernels.linear.scaled_mm.cutlass  # noqa: F401  registers the ops
+from _blockfp8 import problem, report
 
 a, b, a_s, b_s, _ = problem()
 a5 = a.float().to(torch.float8_e5m2)  # the values e5m2 can hold
 ref = (a5.double() * a_s.double().repeat_interleave(128, 1)) @ (
-    b.double() * b_s.double().repeat_interleave(128, 0).repeat_interleave(128, 1)).T
+    b.double() * b_s.double().repeat_interleave(128, 0).repeat_interleave(128, 1)
+).T
 op = torch.ops.vllm.dynamic_padded_cutlass
 try:
     rel = report("e5m2 activation", op(a5, b, a_s, b_s, [128, 128], torch.bfloat16), ref)

@@ -7,9 +7,8 @@ Exit status 1 while the error does not name the problem.
 import sys
 
 import torch
-from _blockfp8 import problem
-
 import vllm.model_executor.kernels.linear.scaled_mm.cutlass  # noqa: F401  registers the ops
+from _blockfp8 import problem
 
 a, b, a_s, b_s, _ = problem()
 try:

@@ -10,7 +10,14 @@ rest, :func:`problem_specs` puts them together and :func:`problems` builds tenso
 """
 
 from .dims import m_dims, nk_dims
-from .problems import block_shapes, out_dtypes, problem_specs, problems, scale_regimes, value_regimes
+from .problems import (
+    block_shapes,
+    out_dtypes,
+    problem_specs,
+    problems,
+    scale_regimes,
+    value_regimes,
+)
 
 __all__ = [
     "block_shapes",

@@ -25,7 +25,9 @@ def block_shapes(shapes=SUPPORTED_BLOCKS) -> st.SearchStrategy[tuple[int, int]]:
     tests (``block_shapes([(128, 128), (64, 128), (128, 64)])``)."""
     shapes = tuple(tuple(s) for s in shapes)
     if not shapes or any(len(s) != 2 or min(s) < 1 for s in shapes):
-        raise InvalidArgument(f"block_shapes: {shapes!r} must be non-empty (bn, bk) pairs of positive ints")
+        raise InvalidArgument(
+            f"block_shapes: {shapes!r} must be non-empty (bn, bk) pairs of positive ints"
+        )
     return st.sampled_from(shapes)
 
 
@@ -60,8 +62,15 @@ def problem_specs(
     >>> problem_specs(m=st.just(5)).example().m
     5
     """
-    for name, s in (("m", m), ("n", n), ("k", k), ("block", block), ("values", values),
-                    ("scales", scales), ("out_dtype", out_dtype)):
+    for name, s in (
+        ("m", m),
+        ("n", n),
+        ("k", k),
+        ("block", block),
+        ("values", values),
+        ("scales", scales),
+        ("out_dtype", out_dtype),
+    ):
         if s is not None and not isinstance(s, st.SearchStrategy):
             raise InvalidArgument(f"problem_specs: {name}={s!r} must be a Hypothesis strategy")
     v = draw(value_regimes() if values is None else values)

@@ -41,10 +41,13 @@ def _counting_compile(path: str, n: int, k: int, dtype: torch.dtype):
     return torch.compile(body, fullgraph=True, backend=counter), counter
 
 
-@pytest.mark.parametrize("path", [
-    pytest.param("dynamic_compiled", marks=pytest.mark.finding("FV-002")),
-    "compiled_op",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("dynamic_compiled", marks=pytest.mark.finding("FV-002")),
+        "compiled_op",
+    ],
+)
 @settings(max_examples=examples(8))
 @given(ms=st.lists(m_dims(max_value=300), min_size=4, max_size=12))
 def test_one_graph_for_every_m(path, ms, fp8_record):
@@ -62,15 +65,19 @@ def test_one_graph_for_every_m(path, ms, fp8_record):
     note(f"M values {ms} -> {counter.frame_count} graphs")
     assert counter.frame_count <= allowed, (
         f"{path}: {counter.frame_count} graphs for M in {ms}; {allowed} expected "
-        "(a guard on M or M % 4 recompiles)")
+        "(a guard on M or M % 4 recompiles)"
+    )
 
 
 OPS = ("padded_cutlass", "dynamic_padded_cutlass")
 
 
 @pytest.mark.parametrize("op_name", OPS)
-@given(m=m_dims(max_value=64), n=st.sampled_from([128, 256, 272]), dtype=st.sampled_from(
-    [torch.bfloat16, torch.float16]))
+@given(
+    m=m_dims(max_value=64),
+    n=st.sampled_from([128, 256, 272]),
+    dtype=st.sampled_from([torch.bfloat16, torch.float16]),
+)
 def test_fake_matches_real(op_name, m, n, dtype, fp8_record):
     """Under FakeTensorMode the op's fake implementation gives the real output's shape, dtype and
     strides (what torch.compile plans memory with)."""
@@ -101,6 +108,8 @@ def test_opcheck(op_name):
         pytest.skip(f"torch.ops.vllm.{op_name} is not registered by this vLLM")
     for m in (5, 8):
         p = make(ProblemSpec(m=m, n=256, k=384, seed=m), device())
-        torch.library.opcheck(op, (*p.args(), [128, 128], torch.bfloat16),
-                              test_utils=("test_faketensor",
-                                          "test_aot_dispatch_dynamic"))
+        torch.library.opcheck(
+            op,
+            (*p.args(), [128, 128], torch.bfloat16),
+            test_utils=("test_faketensor", "test_aot_dispatch_dynamic"),
+        )

@@ -28,9 +28,14 @@ def test_cuda_graph_replay(path, spec, fp8_record):
     bit (no host-side decision or allocation escapes the capture)."""
     gemm = require_path(path)
     if gemm.needs_aligned_m() and spec.m % 4:
-        spec = ProblemSpec(**{**spec.to_dict(), "block": tuple(spec.block), "m": spec.m + 4 - spec.m % 4})
+        spec = ProblemSpec(
+            **{**spec.to_dict(), "block": tuple(spec.block), "m": spec.m + 4 - spec.m % 4}
+        )
     p = make(spec, device())
-    q = make(ProblemSpec(**{**spec.to_dict(), "block": tuple(spec.block), "seed": spec.seed + 1}), device())
+    q = make(
+        ProblemSpec(**{**spec.to_dict(), "block": tuple(spec.block), "seed": spec.seed + 1}),
+        device(),
+    )
     static = [t.clone() for t in p.args()]
     static[2] = p.a_scale.clone().t().contiguous().t()  # keep column-major
     gemm.call(*static, list(p.block), p.out_dtype)  # warm up outside the capture
@@ -128,19 +133,28 @@ def test_triton_oracle(spec, fp8_record):
 
 
 @settings(max_examples=examples(20))
-@given(spec=problem_specs(m=m_dims(max_value=512, aligned=True),
-                          n=nk_dims(max_value=512, partial_blocks=False),
-                          k=nk_dims(max_value=1024, partial_blocks=False)))
+@given(
+    spec=problem_specs(
+        m=m_dims(max_value=512, aligned=True),
+        n=nk_dims(min_value=256, max_value=512, partial_blocks=False),
+        k=nk_dims(min_value=256, max_value=1024, partial_blocks=False),
+    )
+)
 def test_torch_scaled_mm_oracle(spec, fp8_record):
     """PyTorch's own block-wise torch._scaled_mm (1x128 x 128x128 scales, SM90), where the installed
-    torch provides it, is within the same bound."""
+    torch provides it, is within the same bound. N, K >= 256: with one K-block, [M, 1] activation
+    scales look like row-wise scales to torch's recipe inference (seen on an H100, torch 2.11: half the
+    output zero for K = 128), which is torch's API, not the kernel under test."""
     p = make(spec, device())
     try:
-        out = torch._scaled_mm(p.a, p.b.T, scale_a=p.a_scale, scale_b=p.b_scale.T,
-                               out_dtype=p.out_dtype)
+        out = torch._scaled_mm(
+            p.a, p.b.T, scale_a=p.a_scale, scale_b=p.b_scale.T, out_dtype=p.out_dtype
+        )
     except (RuntimeError, TypeError, NotImplementedError) as e:
-        pytest.skip(f"torch {torch.__version__} has no block-wise _scaled_mm for these inputs: "
-                    f"{str(e).splitlines()[0][:200]}")
+        pytest.skip(
+            f"torch {torch.__version__} has no block-wise _scaled_mm for these inputs: "
+            f"{str(e).splitlines()[0][:200]}"
+        )
     v = judge(out, oracle(p), p, "torch._scaled_mm")
     fp8_record.verdict(v)
     assert v.ok, v.message()
@@ -148,5 +162,6 @@ def test_torch_scaled_mm_oracle(spec, fp8_record):
 
 def test_within_bound_on_real_kernel():
     """Sanity anchor: a DeepSeek-V3 sized GEMM on the real kernel is within the bound."""
-    check_within_bound(require_path("dynamic_eager"),
-                       make(ProblemSpec(m=13, n=1536, k=7168, seed=1), device()))
+    check_within_bound(
+        require_path("dynamic_eager"), make(ProblemSpec(m=13, n=1536, k=7168, seed=1), device())
+    )

@@ -19,8 +19,14 @@ pytestmark = pytest.mark.cpu
 
 
 @settings(max_examples=examples(15))
-@given(problem_specs(m=m_dims(max_value=5), n=nk_dims(max_value=144), k=nk_dims(max_value=272),
-                     block=st.sampled_from([(128, 128), (16, 32), (48, 16)])))
+@given(
+    problem_specs(
+        m=m_dims(max_value=5),
+        n=nk_dims(max_value=144),
+        k=nk_dims(max_value=272),
+        block=st.sampled_from([(128, 128), (16, 32), (48, 16)]),
+    )
+)
 def test_reference_equals_loop(spec):
     """The vectorized float64 reference equals a per-element Python loop (partial blocks included)."""
     p = make(spec)
@@ -45,8 +51,11 @@ def test_correctly_rounded_output_passes(spec):
 
 
 def _cols(what: str, j: int, n: int, bn: int) -> slice:
-    return {"element": slice(j, j + 1), "row": slice(0, n),
-            "block": slice(j // bn * bn, min(n, j // bn * bn + bn))}[what]
+    return {
+        "element": slice(j, j + 1),
+        "row": slice(0, n),
+        "block": slice(j // bn * bn, min(n, j // bn * bn + bn)),
+    }[what]
 
 
 # Each plant moves the output by a few percent of S = sum |terms|, the scale of the element's own

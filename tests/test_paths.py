@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-import torch
 from hypothesis import given, note
 from hypothesis import strategies as st
 
@@ -60,7 +59,8 @@ def test_unaligned_m_is_rejected_or_right(path, spec, fp8_record):
     if exc is not None:
         fp8_record.example()
         assert rejects_clearly(exc, "divisible by 4", "misaligned", "align", "m % 4"), (
-            f"bypass rejected M={p.m} with an error that does not name the problem: {exc!r}")
+            f"bypass rejected M={p.m} with an error that does not name the problem: {exc!r}"
+        )
     else:
         check_within_bound(gemm, p, fp8_record)
 

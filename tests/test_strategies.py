@@ -43,37 +43,48 @@ def test_alignment_filters(a, u):
 
 def test_edges_are_drawn():
     for target in (1, 3, 5, 7, 9, 63, 65):
-        find(m_dims(max_value=128), lambda m, t=target: m == t, settings=settings(max_examples=2000))
+        find(
+            m_dims(max_value=128), lambda m, t=target: m == t, settings=settings(max_examples=2000)
+        )
 
 
 def test_shrinks_to_a_small_problem():
     """A failure that needs M % 4 != 0 and fp16 shrinks to the smallest such spec (one whole block)."""
-    spec = find(problem_specs(), lambda s: s.m % 4 != 0 and s.out_dtype == "float16",
-                settings=settings(max_examples=500, database=None))
+    spec = find(
+        problem_specs(),
+        lambda s: s.m % 4 != 0 and s.out_dtype == "float16",
+        settings=settings(max_examples=500, database=None),
+    )
     assert (spec.m, spec.n, spec.k, spec.seed) == (1, 128, 128, 0), spec
 
 
-@pytest.mark.parametrize("bad, match", [
-    (lambda: m_dims(min_value=0), "min_value=0"),
-    (lambda: m_dims(min_value=9, max_value=3), "max_value=3 < min_value=9"),
-    (lambda: m_dims(min_value=4, max_value=4, aligned=False), "no M in"),
-    (lambda: nk_dims(min_value=17, max_value=31), "no multiple of 16"),
-    (lambda: block_shapes([(128,)]), "pairs of positive ints"),
-    (lambda: value_regimes(["gaussian"]), "not among"),
-    (lambda: problem_specs(m=5), "must be a Hypothesis strategy"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (lambda: m_dims(min_value=0), "min_value=0"),
+        (lambda: m_dims(min_value=9, max_value=3), "max_value=3 < min_value=9"),
+        (lambda: m_dims(min_value=4, max_value=4, aligned=False), "no M in"),
+        (lambda: nk_dims(min_value=17, max_value=31), "no multiple of 16"),
+        (lambda: block_shapes([(128,)]), "pairs of positive ints"),
+        (lambda: value_regimes(["gaussian"]), "not among"),
+        (lambda: problem_specs(m=5), "must be a Hypothesis strategy"),
+    ],
+)
 def test_bad_arguments_are_named(bad, match):
     with pytest.raises(InvalidArgument, match=match):
         s = bad()
         s.example() if isinstance(s, st.SearchStrategy) else None
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"m": 0}, "m=0 must be >= 1"),
-    ({"out_dtype": "float32"}, "out_dtype='float32'"),
-    ({"values": "random", "scales": "fp32"}, "does not go with"),
-    ({"block": (128,)}, "block="),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"m": 0}, "m=0 must be >= 1"),
+        ({"out_dtype": "float32"}, "out_dtype='float32'"),
+        ({"values": "random", "scales": "fp32"}, "does not go with"),
+        ({"block": (128,)}, "block="),
+    ],
+)
 def test_bad_spec_is_named(kw, match):
     with pytest.raises(ValueError, match=match):
         ProblemSpec(**{"m": 4, "n": 128, "k": 128, **kw})
