@@ -5,7 +5,7 @@ set -u
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 VLLM_LOGGING_LEVEL=ERROR
 python3 -m fp8_verify env > $OUT/env.txt 2>&1
 ( time timeout ${SUITE_S:-300} python3 -m fp8_verify check --profile ci --report $OUT/report.json \
-    --summary-md $OUT/summary.md -q -p no:cacheprovider --ignore=tests/test_mutants.py ) > $OUT/suite.log 2>&1
+    -q -p no:cacheprovider --ignore=tests/test_mutants.py ) > $OUT/suite.log 2>&1
 tail -45 $OUT/suite.log | cut -c1-250
 timeout 150 python3 -m fp8_verify.contract --json $OUT/contract_h100.json --md $OUT/contract_h100.md \
     > /dev/null 2>&1; echo "contract rc=$?"
