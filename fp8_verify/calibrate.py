@@ -115,7 +115,9 @@ def run(n: int, out: Path, seed: int = 0, every: int = 10, seconds: float = floa
                 rec = {"i": i, "path": name, **spec.to_dict(), "ratio": v.max_ratio, "ok": v.ok}
                 log.write(json.dumps(rec) + "\n")
                 if not v.ok:
-                    fails.append({**rec, "verdict": v.to_dict()})
+                    i_, j_ = v.worst
+                    fails.append({**rec, "verdict": v.to_dict(), "S": float(o.abs_sum[i_, j_]),
+                                  "T": float(o.align_sum[i_, j_])})
                 if v.max_ratio == v.max_ratio and (
                     name not in worst or v.max_ratio > worst[name]["ratio"]
                 ):

@@ -40,7 +40,7 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FunctionType
 from typing import Any
@@ -138,12 +138,20 @@ def _edit_source(mutant_id: str, name: str, *edits: tuple[str, str]) -> Undo:
     return undo
 
 
-def _source(name: str, *edits: tuple[str, str]) -> Callable[[], Undo]:
-    def plant() -> Undo:
-        return _edit_source(plant.mutant_id, name, *edits)  # type: ignore[attr-defined]
+@dataclass(frozen=True)
+class _SourceEdit:
+    """A planting function for :func:`_edit_source` (``label`` names the mutant in tracebacks)."""
 
-    plant.mutant_id = "?"  # type: ignore[attr-defined]  # set when the catalogue is built
-    return plant
+    function: str
+    edits: tuple[tuple[str, str], ...]
+    label: str = "?"
+
+    def __call__(self) -> Undo:
+        return _edit_source(self.label, self.function, *self.edits)
+
+
+def _source(name: str, *edits: tuple[str, str]) -> _SourceEdit:
+    return _SourceEdit(name, edits)
 
 
 # -- kernel mutation: wrap vllm._custom_ops.cutlass_scaled_mm -------------------------------------
@@ -324,7 +332,12 @@ _CATALOGUE: tuple[Mutant, ...] = (
                    (_EAGER_IF, _EAGER_IF.replace("% 4 != 0", "% 4 == 0")))),
     Mutant("pad-multiple-8", "routing",
            "_padded_cutlass pads M to a multiple of 8 instead of 4",
-           _source("_padded_cutlass", ("pad_multiple = 4", "pad_multiple = 8"))),
+           _source("_padded_cutlass", ("pad_multiple = 4", "pad_multiple = 8")),
+           equivalent="a multiple of 8 is a multiple of 4, so the kernel still gets an M it takes; "
+           f"the extra rows are zeros and {_ROW_INDEPENDENT}. Only the cost changes (up to 7 "
+           "wasted rows instead of 3; M = 4 mod 8 is now padded too). Even the bits are the same "
+           "on Hopper: the padded M stays within the same 128-row tile count, so the kernel's "
+           "schedule (StreamK for K > 3N) is unchanged"),
     Mutant("pad-multiple-2", "routing",
            "_padded_cutlass pads M to a multiple of 2 instead of 4 (M = 2 mod 4 reaches the "
            "kernel)",
@@ -373,11 +386,10 @@ _CATALOGUE: tuple[Mutant, ...] = (
                "return output[torch.arange(padded, device=output.device) < qx.shape[0]]")))),
 )
 
-for _m in _CATALOGUE:
-    if hasattr(_m.apply, "mutant_id"):
-        _m.apply.mutant_id = _m.id  # type: ignore[attr-defined]
-
-CATALOGUE: dict[str, Mutant] = {m.id: m for m in _CATALOGUE}
+CATALOGUE: dict[str, Mutant] = {
+    m.id: replace(m, apply=replace(m.apply, label=m.id)) if isinstance(m.apply, _SourceEdit) else m
+    for m in _CATALOGUE
+}
 _active: tuple[str, Undo] | None = None
 
 
