@@ -337,7 +337,8 @@ _CATALOGUE: tuple[Mutant, ...] = (
            f"the extra rows are zeros and {_ROW_INDEPENDENT}. Only the cost changes (up to 7 "
            "wasted rows instead of 3; M = 4 mod 8 is now padded too). Even the bits are the same "
            "on Hopper: the padded M stays within the same 128-row tile count, so the kernel's "
-           "schedule (StreamK for K > 3N) is unchanged"),
+           "schedule (StreamK for K > 3N) is unchanged, up to the nondeterminism of StreamK's "
+           "reduction, which the original has too"),
     Mutant("pad-multiple-2", "routing",
            "_padded_cutlass pads M to a multiple of 2 instead of 4 (M = 2 mod 4 reaches the "
            "kernel)",
@@ -489,11 +490,12 @@ def _pytest_run(mutant_id: str | None, profile: str, selection: list[str], exitf
                               timeout=RUN_TIMEOUT_S)
         code, out = proc.returncode, proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as e:
-        code, out = -1, f"timed out after {RUN_TIMEOUT_S} s\n{e.stdout or ''}"
+        partial = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout
+        code, out = -1, f"{partial or ''}\ntimed out after {RUN_TIMEOUT_S} s"
     seconds = time.monotonic() - t0
-    (log_dir / f"{mutant_id or 'control'}.log").write_text(out if isinstance(out, str) else "")
+    (log_dir / f"{mutant_id or 'control'}.log").write_text(out)
     results = json.loads(report.read_text())["results"] if report.is_file() else []
-    return Run(code, seconds, results, out[-3000:] if isinstance(out, str) else "")
+    return Run(code, seconds, results, out[-3000:])
 
 
 def _test_name(r: dict) -> str:
