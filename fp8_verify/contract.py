@@ -186,6 +186,30 @@ CASES: dict[str, Case] = {
             ("dtype", "float32", "bfloat16", "float16"),
         ),
         Case(
+            "m_zero",
+            "no tokens: M = 0 (an empty batch)",
+            lambda p: _with(p.with_m(slice(0, 0))),
+            ("empty", "m=0", "m == 0", "zero"),
+        ),
+        Case(
+            "scale_zero_block",
+            "one column of weight-scale blocks is 0 (a pruned block)",
+            lambda p: _scaled_b(p, lambda s: s.index_fill(1, torch.tensor([0], device=s.device), 0.0)),
+            (),
+        ),
+        Case(
+            "scales_negative",
+            "negative weight scales (a sign folded into the scale)",
+            lambda p: _scaled_b(p, lambda s: -s),
+            (),
+        ),
+        Case(
+            "a_nan",
+            "one NaN (code 0x7F) in A: its output row must be NaN",
+            lambda p: _nan_a(p),
+            (),
+        ),
+        Case(
             "block_64x128",
             "block shape [64, 128] (weight scales per 64 rows)",
             lambda p: _block(p, (64, 128)),
@@ -204,6 +228,18 @@ CASES: dict[str, Case] = {
 def _e5m2(p: BlockScaledProblem) -> tuple[Args, BlockScaledProblem]:
     a = p.a.float().to(torch.float8_e5m2)  # e4m3 values beyond e5m2's precision round
     return _with(replace(p, a=p.a), a=a)[0], replace(p, a=a.float().to(p.a.dtype))
+
+
+def _scaled_b(p: BlockScaledProblem, f) -> tuple[Args, BlockScaledProblem]:
+    q = replace(p, b_scale=f(p.b_scale).contiguous())
+    return _canon(q), q
+
+
+def _nan_a(p: BlockScaledProblem) -> tuple[Args, BlockScaledProblem]:
+    a = p.a.clone()
+    a.view(torch.uint8)[0, p.k // 2] = 0x7F
+    q = replace(p, a=a)
+    return _canon(q), q
 
 
 def _bf16_scales(p: BlockScaledProblem) -> tuple[Args, BlockScaledProblem]:
@@ -250,6 +286,9 @@ def outcome(case: Case, path: Path, p: BlockScaledProblem) -> Outcome:
             text = f"{type(e).__name__} (compile failed)"
         named = any(w in str(e).lower() for w in case.words)
         return Outcome("rejected" if named else "unclear-error", text[:300])
+    if logical.m == 0:
+        ok = tuple(out.shape) == (0, logical.n) and out.dtype == logical.out_dtype
+        return Outcome("correct" if ok else "silent-wrong", f"returned {tuple(out.shape)} {out.dtype}")
     v = judge(out, oracle(logical), logical, path.name)
     if v.ok:
         return Outcome("correct", f"max err/bound {v.max_ratio:.3g}", v.max_ratio)

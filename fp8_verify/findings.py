@@ -132,6 +132,16 @@ FINDINGS: dict[str, Finding] = {
             cases={"b_col_major": BOTH, "scales_fp64": BOTH, "scales_bf16": BOTH},
             kernel=True,
         ),
+        Finding(
+            "FV-009",
+            "An empty batch (M = 0) fails inside CUTLASS with `Error Internal` (after dumping TMA "
+            "descriptors to stdout) instead of returning an empty [0, N] output",
+            ALL_EAGER,
+            ("0.23.0",),
+            "repros/fv009_empty_batch.py",
+            cases={"m_zero": BOTH},
+            kernel=True,
+        ),
     )
 }
 

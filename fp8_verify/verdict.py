@@ -84,10 +84,16 @@ def judge(out: torch.Tensor, oracle: Oracle, p: BlockScaledProblem, path: str) -
     # An infinity is right when the interval [ref - bound, ref + bound] reaches past the largest finite
     # value on its side (under heavy cancellation the interval can straddle zero: either sign).
     inf_ok = (torch.isposinf(o) & (ref + bound > fmax)) | (torch.isneginf(o) & (ref - bound < -fmax))
+    # Where the reference itself is not finite (NaN inputs or scales, inf scales) the only right
+    # answer is the same non-finite value: NaN for NaN, the same infinity for an infinity.
+    ref_nan, ref_inf = torch.isnan(ref), torch.isinf(ref)
+    same_nonfinite = (ref_nan & torch.isnan(o)) | (ref_inf & (o == ref))
+    inf_ok = inf_ok | same_nonfinite
     err = (o - ref).abs()
     ratio = torch.where(inf_ok, torch.zeros_like(err), err / bound)
-    nan = torch.isnan(o)
-    ratio = torch.where(nan, torch.full_like(ratio, float("inf")), ratio)
+    nan = torch.isnan(o) & ~ref_nan
+    ratio = torch.where(nan | ((ref_nan | ref_inf) & ~same_nonfinite),
+                        torch.full_like(ratio, float("inf")), ratio)
     bad = ratio > 1.0
     v = Verdict(path, p.describe(), tuple(ref.shape), 0.0)
     v.nan = int(nan.sum())

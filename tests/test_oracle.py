@@ -3,6 +3,8 @@ planted errors (one element, one row, one block) that a mean-relative metric mis
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -120,3 +122,19 @@ def test_bitwise_diff():
     y = x.clone()
     y[2, 3] = -y[2, 3] + 1
     assert "first at (2, 3)" in bitwise_diff(x, y)
+
+
+def test_nonfinite_reference_needs_the_same_nonfinite_output():
+    """A NaN in the reference is matched only by NaN (a finite output there is wrong, not vacuous)."""
+    p = make(ProblemSpec(m=4, n=128, k=128, seed=2))
+    a = p.a.clone()
+    a.view(torch.uint8)[1, 5] = 0x7F  # e4m3fn NaN
+    q = replace(p, a=a)
+    o = oracle(q)
+    assert torch.isnan(o.ref[1]).all()
+    good = o.ref.to(q.out_dtype)
+    assert judge(good, o, q, "nan kept").ok
+    bad = good.clone()
+    bad[1, 3] = 0.0
+    v = judge(bad, o, q, "nan dropped")
+    assert not v.ok and v.worst == (1, 3), v.message()
