@@ -116,16 +116,19 @@ def run(n: int, out: Path, seed: int = 0, every: int = 10, seconds: float = floa
                 log.write(json.dumps(rec) + "\n")
                 if not v.ok:
                     i_, j_ = v.worst
-                    fails.append({**rec, "verdict": v.to_dict(), "S": float(o.abs_sum[i_, j_]),
-                                  "T": float(o.align_sum[i_, j_])})
-                if v.max_ratio == v.max_ratio and (
-                    name not in worst or v.max_ratio > worst[name]["ratio"]
-                ):
+                    fails.append(
+                        {
+                            **rec,
+                            "verdict": v.to_dict(),
+                            "S": float(o.abs_sum[i_, j_]),
+                            "T": float(o.align_sum[i_, j_]),
+                        }
+                    )
+                if v.max_ratio == v.max_ratio and (name not in worst or v.max_ratio > worst[name]["ratio"]):
                     worst[name] = rec
             if i % 2000 == 0:
                 print(
-                    f"[calibrate] {i}/{n} examples, {time.time() - t0:.0f}s, "
-                    f"{len(fails)} out of bound",
+                    f"[calibrate] {i}/{n} examples, {time.time() - t0:.0f}s, {len(fails)} out of bound",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -164,17 +167,13 @@ def plot(summary: dict, path: Path) -> None:
     for name, d in summary["per_path"].items():
         h = d["histogram"][1 : len(bins)]
         total = max(1, sum(d["histogram"]))
-        ax.step(
-            bins[1:], [x / total for x in h], where="pre", label=f"{name} ({d['examples']} ex.)"
-        )
+        ax.step(bins[1:], [x / total for x in h], where="pre", label=f"{name} ({d['examples']} ex.)")
     ax.axvline(1.0, color="k", ls="--", lw=1)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("|out - ref| / bound, per element")
     ax.set_ylabel("fraction of elements")
-    ax.set_title(
-        f"{summary['device']}, vLLM {summary['vllm_version']}: {summary['examples']} problems"
-    )
+    ax.set_title(f"{summary['device']}, vLLM {summary['vllm_version']}: {summary['examples']} problems")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -185,15 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--out", default="calibration-out")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--seconds", type=float, default=float("inf"), help="stop early after this long"
-    )
+    ap.add_argument("--seconds", type=float, default=float("inf"), help="stop early after this long")
     args = ap.parse_args(argv)
     if load().backend != "real":
         print(
-            "calibrate: needs the real SM90 kernel ("
-            + (load().error or load().backend_reason)
-            + ")",
+            "calibrate: needs the real SM90 kernel (" + (load().error or load().backend_reason) + ")",
             file=sys.stderr,
         )
         return 2

@@ -83,9 +83,7 @@ def _check(args, extra: list[str]) -> int:
         from .mutants import CATALOGUE
 
         if args.mutant not in CATALOGUE:
-            raise UsageError(
-                f"unknown mutant {args.mutant!r}; `fp8-verify mutants --list` lists them"
-            )
+            raise UsageError(f"unknown mutant {args.mutant!r}; `fp8-verify mutants --list` lists them")
         os.environ["FP8_VERIFY_MUTANT"] = args.mutant
     return int(pytest.main(_pytest_args(args, extra)))
 
@@ -107,6 +105,19 @@ def _repro(args, extra: list[str]) -> int:
     if not path.is_file():
         raise UsageError(f"no repro script at {path}")
     import runpy
+
+    from . import subject
+
+    s = subject.load()  # without a Hopper GPU this puts the CPU double under vLLM, as in `check`
+    if not s.available:
+        raise UsageError(s.error)
+    if args.mutant:
+        from .mutants import CATALOGUE, apply
+
+        if args.mutant not in CATALOGUE:
+            raise UsageError(f"unknown mutant {args.mutant!r}; `fp8-verify mutants --list` lists them")
+        apply(args.mutant)
+    sys.path.insert(0, str(path.parent))
 
     sys.argv = [str(path), *extra]
     try:
@@ -140,6 +151,7 @@ def parser() -> argparse.ArgumentParser:
     b.set_defaults(fn=_bench)
     r = sub.add_parser("repro", help="replay a repro script written by a failing run")
     r.add_argument("file")
+    r.add_argument("--mutant", metavar="ID", help="plant this bug first (to replay a mutant's failure)")
     r.set_defaults(fn=_repro)
     return p
 

@@ -158,9 +158,7 @@ CASES: dict[str, Case] = {
         Case(
             "scales_fp64",
             "scales in float64",
-            lambda p: _with(
-                p, a_scale=column_major(p.a_scale.double()), b_scale=p.b_scale.double()
-            ),
+            lambda p: _with(p, a_scale=column_major(p.a_scale.double()), b_scale=p.b_scale.double()),
             ("float32", "dtype", "kfloat"),
         ),
         Case(

@@ -42,8 +42,7 @@ class Finding:
         if self.cases is None:
             return True
         return (
-            params.get("case") in self.cases
-            and params.get("m_mod", "aligned") in self.cases[params["case"]]
+            params.get("case") in self.cases and params.get("m_mod", "aligned") in self.cases[params["case"]]
         )
 
     def to_dict(self) -> dict:

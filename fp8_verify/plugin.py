@@ -29,9 +29,7 @@ _common = dict(
     deadline=None,
 )
 settings.register_profile("dev", max_examples=15, **_common)
-settings.register_profile(
-    "ci", max_examples=40, derandomize=True, database=None, print_blob=True, **_common
-)
+settings.register_profile("ci", max_examples=40, derandomize=True, database=None, print_blob=True, **_common)
 settings.register_profile("nightly", max_examples=1000, **_common)
 PROFILES = ("dev", "ci", "nightly")
 SCALE = {"dev": 0.5, "ci": 1.0, "nightly": 25.0}
@@ -43,9 +41,7 @@ def examples(n: int) -> int:
     return max(2, round(n * SCALE.get(settings._current_profile, 1.0)))  # type: ignore[attr-defined]
 
 
-settings.load_profile(
-    os.environ.get("FP8_VERIFY_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
-)
+settings.load_profile(os.environ.get("FP8_VERIFY_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 RECORD_KEY = "fp8_verify"
 
@@ -72,18 +68,30 @@ class Recorder:
 @pytest.fixture
 def fp8_record(request) -> Recorder:
     """Collects examples and worst error/bound for the report; properties call ``.verdict(v)``."""
-    rec = Recorder(
-        path=getattr(request.node, "callspec", None) and request.node.callspec.params.get("path")
-    )
+    rec = Recorder(path=getattr(request.node, "callspec", None) and request.node.callspec.params.get("path"))
     yield rec
-    request.node.user_properties.append(
-        (RECORD_KEY, {"path": rec.path, "examples": rec.examples, "max_ratio": rec.max_ratio})
-    )
+    from . import artifacts
+
+    row = {"path": rec.path, "examples": rec.examples, "max_ratio": rec.max_ratio}
+    row.update(artifacts.WRITTEN.pop(request.node.name, {}))
+    request.node.user_properties.append((RECORD_KEY, row))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    from . import artifacts
+
+    artifacts.TEST = item.name
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("fp8-verify")
     g.addoption("--fp8-report", metavar="FILE", help="write the JSON report here")
+    g.addoption(
+        "--fp8-artifacts",
+        metavar="DIR",
+        help="where failing examples leave repro scripts and error maps "
+        "(default: <report>.failures/ when --fp8-report is given)",
+    )
     g.addoption(
         "--fp8-summary-md",
         metavar="FILE",
@@ -94,11 +102,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def _pin_gpu_for_worker() -> None:
     """Under xdist, give worker gwN one GPU (N mod count) before anything initialises CUDA."""
     wid = os.environ.get("PYTEST_XDIST_WORKER")
-    if (
-        not wid
-        or ("CUDA_VISIBLE_DEVICES" in os.environ
-        and "," not in os.environ["CUDA_VISIBLE_DEVICES"])
-    ):
+    if not wid or ("CUDA_VISIBLE_DEVICES" in os.environ and "," not in os.environ["CUDA_VISIBLE_DEVICES"]):
         return
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     ids = visible.split(",") if visible else None
@@ -123,6 +127,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
         _subject()
         apply(mutant)
+    from . import artifacts
+
+    where = config.getoption("--fp8-artifacts") or (
+        config.getoption("--fp8-report") and str(config.getoption("--fp8-report")) + ".failures"
+    )
+    artifacts.DIR = FsPath(where) if where else None
     config._fp8 = _Session(config)  # type: ignore[attr-defined]
     config.pluginmanager.register(config._fp8, "fp8_verify_session")  # type: ignore[attr-defined]
 
@@ -150,9 +160,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 continue
             if s.available and f.applies(s, compile_backend()):
                 item.add_marker(
-                    pytest.mark.xfail(
-                        strict=True, reason=f"{f.id} (vLLM {s.vllm_version}): {f.title}"
-                    )
+                    pytest.mark.xfail(strict=True, reason=f"{f.id} (vLLM {s.vllm_version}): {f.title}")
                 )
                 item.user_properties.append(("fp8_finding", f.id))
                 _skip_shrinking(item)
@@ -220,6 +228,8 @@ class _Session:
                     "max_error_over_bound": row.get("max_ratio"),
                     "finding": row.get("finding"),
                     "reason": row.get("reason"),
+                    "repro": row.get("repro"),
+                    "error_map": row.get("error_map"),
                 }
             )
         return out
@@ -240,6 +250,12 @@ class _Session:
         )
         for line in text_summary(results):
             terminalreporter.write_line(line)
+        for r in results:
+            if r.get("repro"):
+                terminalreporter.write_line(
+                    f"{r['test']}: repro {r['repro']} (fp8-verify repro FILE)"
+                    + (f", error map {r['error_map']}" if r.get("error_map") else "")
+                )
         profile = settings._current_profile  # type: ignore[attr-defined]
         report_path = config.getoption("--fp8-report")
         if report_path:

@@ -38,9 +38,14 @@ def require_path(name: str) -> Path:
 def check_within_bound(path: Path, p: BlockScaledProblem, record=None) -> Verdict:
     """Run ``path`` on ``p`` and assert every element is within the FP8 error bound."""
     out = path.run(p)
-    v = judge(out, oracle(p), p, path.name)
+    o = oracle(p)
+    v = judge(out, o, p, path.name)
     if record is not None:
         record.verdict(v)
+    if not v.ok:
+        from .artifacts import record_failure
+
+        record_failure(p, path.name, v, out, o)
     assert v.ok, v.message()
     return v
 

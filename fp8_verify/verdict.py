@@ -59,9 +59,7 @@ class Verdict:
                 f"bound={self.worst_bound:.3g}"
             )
         if self.nan or self.wrong_inf:
-            lines.append(
-                f"NaN outputs: {self.nan}; infinities where ref is finite: {self.wrong_inf}"
-            )
+            lines.append(f"NaN outputs: {self.nan}; infinities where ref is finite: {self.wrong_inf}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -92,8 +90,9 @@ def judge(out: torch.Tensor, oracle: Oracle, p: BlockScaledProblem, path: str) -
     err = (o - ref).abs()
     ratio = torch.where(inf_ok, torch.zeros_like(err), err / bound)
     nan = torch.isnan(o) & ~ref_nan
-    ratio = torch.where(nan | ((ref_nan | ref_inf) & ~same_nonfinite),
-                        torch.full_like(ratio, float("inf")), ratio)
+    ratio = torch.where(
+        nan | ((ref_nan | ref_inf) & ~same_nonfinite), torch.full_like(ratio, float("inf")), ratio
+    )
     bad = ratio > 1.0
     v = Verdict(path, p.describe(), tuple(ref.shape), 0.0)
     v.nan = int(nan.sum())

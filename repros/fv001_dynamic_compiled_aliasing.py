@@ -28,8 +28,6 @@ f = torch.compile(
 try:
     f(a, b, a_s, b_s)
 except Exception as e:
-    print(
-        "DEFECT PRESENT:", type(e).__name__, [ln for ln in str(e).splitlines() if "aliasing" in ln]
-    )
+    print("DEFECT PRESENT:", type(e).__name__, [ln for ln in str(e).splitlines() if "aliasing" in ln])
     sys.exit(1)
 print("compiled and ran: fixed")

@@ -16,9 +16,7 @@ M, K = a.shape
 wide = torch.zeros(M, K + 128, dtype=torch.uint8, device="cuda")
 wide[:, :K] = a.view(torch.uint8)
 a_sliced = wide.view(torch.float8_e4m3fn)[:, :K]  # same values, row stride K + 128
-good = report(
-    "contiguous A", cutlass.cutlass_scaled_mm(a, b, a_s, b_s, [128, 128], torch.bfloat16), ref
-)
+good = report("contiguous A", cutlass.cutlass_scaled_mm(a, b, a_s, b_s, [128, 128], torch.bfloat16), ref)
 bad = report(
     "sliced A    ",
     cutlass.cutlass_scaled_mm(a_sliced, b, a_s, b_s, [128, 128], torch.bfloat16),

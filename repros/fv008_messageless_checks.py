@@ -15,8 +15,10 @@ import vllm.model_executor.kernels.linear.scaled_mm.cutlass  # noqa: F401  regis
 a, b, a_s, b_s, _ = problem()
 op = torch.ops.vllm.dynamic_padded_cutlass
 unclear = 0
-for name, args in (("column-major B", (a, b.t().contiguous().t(), a_s, b_s)),
-                   ("float64 scales", (a, b, a_s.double(), b_s.double()))):
+for name, args in (
+    ("column-major B", (a, b.t().contiguous().t(), a_s, b_s)),
+    ("float64 scales", (a, b, a_s.double(), b_s.double())),
+):
     try:
         op(*args, [128, 128], torch.bfloat16)
         print(f"{name}: accepted")
