@@ -8,9 +8,8 @@ not say what is wrong. Needs: an SM90 GPU, torch and vLLM 0.23.0. Exit status 1 
 import sys
 
 import torch
-from _blockfp8 import problem
-
 import vllm.model_executor.kernels.linear.scaled_mm.cutlass  # noqa: F401  registers the ops
+from _blockfp8 import problem
 
 a, b, a_s, b_s, _ = problem()
 op = torch.ops.vllm.dynamic_padded_cutlass

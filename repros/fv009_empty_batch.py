@@ -9,9 +9,8 @@ Needs: an SM90 GPU, torch and vLLM 0.23.0. Exit status 1 while the defect is pre
 import sys
 
 import torch
-from _blockfp8 import problem
-
 import vllm.model_executor.kernels.linear.scaled_mm.cutlass  # noqa: F401  registers the ops
+from _blockfp8 import problem
 
 a, b, a_s, b_s, _ = problem()
 try:

@@ -55,7 +55,7 @@ def test_unaligned_m_is_rejected_or_right(path, spec, fp8_record):
     gemm = require_path(path)
     p = make(spec, device())
     note(p.describe())
-    out, exc = run_or_exception(gemm, p)
+    _out, exc = run_or_exception(gemm, p)
     if exc is not None:
         fp8_record.example()
         assert rejects_clearly(exc, "divisible by 4", "misaligned", "align", "m % 4"), (
