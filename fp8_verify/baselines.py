@@ -38,8 +38,7 @@ GRID_M = (1, 7, 8, 83, 512)
 GRID_N = (128, 576, 1024)
 GRID_K = (256, 528)  # 528: a partial last K-block (vLLM's CUTLASS route needs K % 16 == 0)
 UPSTREAM_CUTLASS_CASE = (32, 576, 7168)  # test_w8a8_block_fp8_cutlass_matmul
-CASES: tuple[tuple[int, int, int], ...] = (
-    *itertools.product(GRID_M, GRID_N, GRID_K), UPSTREAM_CUTLASS_CASE)
+CASES: tuple[tuple[int, int, int], ...] = (*itertools.product(GRID_M, GRID_N, GRID_K), UPSTREAM_CUTLASS_CASE)
 
 
 @dataclass
@@ -76,12 +75,12 @@ def _vllm_case(m: int, n: int, k: int, seed: int) -> tuple[BlockScaledProblem, t
     kt, nt = cdiv(k, BLOCK[1]), cdiv(n, BLOCK[0])
     a_s = torch.rand(m, kt, generator=g) * 1e-2
     b_s = torch.rand(nt, kt, generator=g) * 1e-2
-    p = BlockScaledProblem(a, column_major(a_s), b, b_s.contiguous(), BLOCK, OUT_DTYPE,
-                           {"baseline": "vllm_metric", "seed": seed})
+    p = BlockScaledProblem(
+        a, column_major(a_s), b, b_s.contiguous(), BLOCK, OUT_DTYPE, {"baseline": "vllm_metric", "seed": seed}
+    )
     # native_w8a8_block_matmul: dequantize, fp32 matmul, round to the output dtype
     a_deq = a.float() * a_s.repeat_interleave(BLOCK[1], dim=1)[:, :k]
-    b_deq = b.float() * b_s.repeat_interleave(BLOCK[0], dim=0)[:n].repeat_interleave(
-        BLOCK[1], dim=1)[:, :k]
+    b_deq = b.float() * b_s.repeat_interleave(BLOCK[0], dim=0)[:n].repeat_interleave(BLOCK[1], dim=1)[:, :k]
     ref = (a_deq @ b_deq.T).to(OUT_DTYPE)
     return p, ref
 
@@ -90,14 +89,15 @@ def _deepgemm_case(m: int, n: int, k: int, seed: int) -> tuple[BlockScaledProble
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(m, k, generator=g).to(torch.bfloat16)
     y = torch.randn(n, k, generator=g).to(torch.bfloat16)
-    p = quantize(x.float(), y.float(), BLOCK, OUT_DTYPE,
-                 origin={"baseline": "calc_diff", "seed": seed})
+    p = quantize(x.float(), y.float(), BLOCK, OUT_DTYPE, origin={"baseline": "calc_diff", "seed": seed})
     ref = (x.float() @ y.float().T).to(torch.bfloat16)  # DeepGEMM: x @ y.t() in bf16
     return p, ref
 
 
-def _run(make_case: Callable[[int, int, int, int], tuple[BlockScaledProblem, torch.Tensor]],
-         metric: Callable[[torch.Tensor, torch.Tensor], float]) -> BaselineResult:
+def _run(
+    make_case: Callable[[int, int, int, int], tuple[BlockScaledProblem, torch.Tensor]],
+    metric: Callable[[torch.Tensor, torch.Tensor], float],
+) -> BaselineResult:
     from .paths import get
     from .testing import device
 
@@ -114,11 +114,13 @@ def _run(make_case: Callable[[int, int, int, int], tuple[BlockScaledProblem, tor
         try:
             out = path.run(p)
         except Exception as e:  # upstream's test would error: a catch
-            return BaselineResult(True, i + 1, f"{where}: {type(e).__name__}: {e}"[:300], None,
-                                  time.monotonic() - t0)
+            return BaselineResult(
+                True, i + 1, f"{where}: {type(e).__name__}: {e}"[:300], None, time.monotonic() - t0
+            )
         if tuple(out.shape) != tuple(ref.shape):
-            return BaselineResult(True, i + 1, f"{where}: shape {tuple(out.shape)}", None,
-                                  time.monotonic() - t0)
+            return BaselineResult(
+                True, i + 1, f"{where}: shape {tuple(out.shape)}", None, time.monotonic() - t0
+            )
         value = metric(out.cpu(), ref)
         if not value < THRESHOLD:  # NaN fails too
             return BaselineResult(True, i + 1, where, value, time.monotonic() - t0)
@@ -141,8 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
 
-    p = argparse.ArgumentParser(prog="python -m fp8_verify.baselines",
-                                description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m fp8_verify.baselines", description=__doc__.splitlines()[0])
     p.add_argument("--mutant", help="plant this mutant first (fp8-verify mutants --list)")
     args = p.parse_args(argv)
     from .subject import load

@@ -82,62 +82,164 @@ SHAPES: tuple[Shape, ...] = (
     # moe_intermediate_size 2048, n_shared_experts 1, q_lora_rank 1536, kv_lora_rank 512,
     # qk_nope_head_dim 128, qk_rope_head_dim 64, v_head_dim 128, num_attention_heads 128;
     # quantization_config.weight_block_size [128, 128].
-    Shape("dsv3.fused_qkv_a_proj", _DS, "self_attn.fused_qkv_a_proj", 2112, 7168,
-          "q_lora_rank + kv_lora_rank + qk_rope_head_dim x hidden_size",
-          "what vLLM runs: q_a_proj and kv_a_proj_with_mqa fused (DeepSeekV2FusedQkvAProjLinear); "
-          "N = 16.5 blocks, the last N block is partial (kept)"),
-    Shape("dsv3.q_b_proj", _DS, "self_attn.q_b_proj", 24576, 1536,
-          "num_attention_heads * (qk_nope_head_dim + qk_rope_head_dim) x q_lora_rank"),
-    Shape("dsv3.kv_b_proj", _DS, "self_attn.kv_b_proj", 32768, 512,
-          "num_attention_heads * (qk_nope_head_dim + v_head_dim) x kv_lora_rank",
-          "an FP8 GEMM in prefill only (MLA decode absorbs it into bf16 W_UK/W_UV)"),
-    Shape("dsv3.o_proj", _DS, "self_attn.o_proj", 7168, 16384,
-          "hidden_size x num_attention_heads * v_head_dim"),
-    Shape("dsv3.mlp.gate_up_proj", _DS, "mlp.gate_up_proj (dense layers 0-2)", 36864, 7168,
-          "2 * intermediate_size x hidden_size", "first_k_dense_replace = 3 dense layers"),
-    Shape("dsv3.mlp.down_proj", _DS, "mlp.down_proj (dense layers 0-2)", 7168, 18432,
-          "hidden_size x intermediate_size"),
-    Shape("dsv3.shared.gate_up_proj", _DS, "mlp.shared_experts.gate_up_proj", 4096, 7168,
-          "2 * moe_intermediate_size * n_shared_experts x hidden_size"),
-    Shape("dsv3.shared.down_proj", _DS, "mlp.shared_experts.down_proj", 7168, 2048,
-          "hidden_size x moe_intermediate_size * n_shared_experts"),
+    Shape(
+        "dsv3.fused_qkv_a_proj",
+        _DS,
+        "self_attn.fused_qkv_a_proj",
+        2112,
+        7168,
+        "q_lora_rank + kv_lora_rank + qk_rope_head_dim x hidden_size",
+        "what vLLM runs: q_a_proj and kv_a_proj_with_mqa fused (DeepSeekV2FusedQkvAProjLinear); "
+        "N = 16.5 blocks, the last N block is partial (kept)",
+    ),
+    Shape(
+        "dsv3.q_b_proj",
+        _DS,
+        "self_attn.q_b_proj",
+        24576,
+        1536,
+        "num_attention_heads * (qk_nope_head_dim + qk_rope_head_dim) x q_lora_rank",
+    ),
+    Shape(
+        "dsv3.kv_b_proj",
+        _DS,
+        "self_attn.kv_b_proj",
+        32768,
+        512,
+        "num_attention_heads * (qk_nope_head_dim + v_head_dim) x kv_lora_rank",
+        "an FP8 GEMM in prefill only (MLA decode absorbs it into bf16 W_UK/W_UV)",
+    ),
+    Shape(
+        "dsv3.o_proj", _DS, "self_attn.o_proj", 7168, 16384, "hidden_size x num_attention_heads * v_head_dim"
+    ),
+    Shape(
+        "dsv3.mlp.gate_up_proj",
+        _DS,
+        "mlp.gate_up_proj (dense layers 0-2)",
+        36864,
+        7168,
+        "2 * intermediate_size x hidden_size",
+        "first_k_dense_replace = 3 dense layers",
+    ),
+    Shape(
+        "dsv3.mlp.down_proj",
+        _DS,
+        "mlp.down_proj (dense layers 0-2)",
+        7168,
+        18432,
+        "hidden_size x intermediate_size",
+    ),
+    Shape(
+        "dsv3.shared.gate_up_proj",
+        _DS,
+        "mlp.shared_experts.gate_up_proj",
+        4096,
+        7168,
+        "2 * moe_intermediate_size * n_shared_experts x hidden_size",
+    ),
+    Shape(
+        "dsv3.shared.down_proj",
+        _DS,
+        "mlp.shared_experts.down_proj",
+        7168,
+        2048,
+        "hidden_size x moe_intermediate_size * n_shared_experts",
+    ),
     # Qwen3-8B(-FP8) config.json: hidden_size 4096, intermediate_size 12288, num_attention_heads 32,
     # num_key_value_heads 8, head_dim 128; quantization_config.weight_block_size [128, 128].
-    Shape("qwen3-8b.qkv_proj", _Q8, "self_attn.qkv_proj", 6144, 4096,
-          "(num_attention_heads + 2 * num_key_value_heads) * head_dim x hidden_size"),
-    Shape("qwen3-8b.o_proj", _Q8, "self_attn.o_proj", 4096, 4096,
-          "hidden_size x num_attention_heads * head_dim"),
-    Shape("qwen3-8b.gate_up_proj", _Q8, "mlp.gate_up_proj", 24576, 4096,
-          "2 * intermediate_size x hidden_size"),
-    Shape("qwen3-8b.down_proj", _Q8, "mlp.down_proj", 4096, 12288,
-          "hidden_size x intermediate_size"),
+    Shape(
+        "qwen3-8b.qkv_proj",
+        _Q8,
+        "self_attn.qkv_proj",
+        6144,
+        4096,
+        "(num_attention_heads + 2 * num_key_value_heads) * head_dim x hidden_size",
+    ),
+    Shape(
+        "qwen3-8b.o_proj", _Q8, "self_attn.o_proj", 4096, 4096, "hidden_size x num_attention_heads * head_dim"
+    ),
+    Shape(
+        "qwen3-8b.gate_up_proj", _Q8, "mlp.gate_up_proj", 24576, 4096, "2 * intermediate_size x hidden_size"
+    ),
+    Shape("qwen3-8b.down_proj", _Q8, "mlp.down_proj", 4096, 12288, "hidden_size x intermediate_size"),
     # Qwen3-32B(-FP8) config.json: hidden_size 5120, intermediate_size 25600,
     # num_attention_heads 64, num_key_value_heads 8, head_dim 128;
     # quantization_config.weight_block_size [128, 128].
-    Shape("qwen3-32b.qkv_proj", _Q32, "self_attn.qkv_proj", 10240, 5120,
-          "(num_attention_heads + 2 * num_key_value_heads) * head_dim x hidden_size"),
-    Shape("qwen3-32b.o_proj", _Q32, "self_attn.o_proj", 5120, 8192,
-          "hidden_size x num_attention_heads * head_dim"),
-    Shape("qwen3-32b.gate_up_proj", _Q32, "mlp.gate_up_proj", 51200, 5120,
-          "2 * intermediate_size x hidden_size"),
-    Shape("qwen3-32b.down_proj", _Q32, "mlp.down_proj", 5120, 25600,
-          "hidden_size x intermediate_size"),
+    Shape(
+        "qwen3-32b.qkv_proj",
+        _Q32,
+        "self_attn.qkv_proj",
+        10240,
+        5120,
+        "(num_attention_heads + 2 * num_key_value_heads) * head_dim x hidden_size",
+    ),
+    Shape(
+        "qwen3-32b.o_proj",
+        _Q32,
+        "self_attn.o_proj",
+        5120,
+        8192,
+        "hidden_size x num_attention_heads * head_dim",
+    ),
+    Shape(
+        "qwen3-32b.gate_up_proj", _Q32, "mlp.gate_up_proj", 51200, 5120, "2 * intermediate_size x hidden_size"
+    ),
+    Shape("qwen3-32b.down_proj", _Q32, "mlp.down_proj", 5120, 25600, "hidden_size x intermediate_size"),
     # Checkpoint tensors that vLLM fuses into fused_qkv_a_proj: last, so that --budget-s drops
     # them first.
-    Shape("dsv3.q_a_proj", _DS, "self_attn.q_a_proj", 1536, 7168,
-          "q_lora_rank x hidden_size", "checkpoint tensor; vLLM runs it inside fused_qkv_a_proj"),
-    Shape("dsv3.kv_a_proj_with_mqa", _DS, "self_attn.kv_a_proj_with_mqa", 576, 7168,
-          "kv_lora_rank + qk_rope_head_dim x hidden_size",
-          "checkpoint tensor (vLLM fuses it); N = 4.5 blocks, partial last block kept"),
+    Shape(
+        "dsv3.q_a_proj",
+        _DS,
+        "self_attn.q_a_proj",
+        1536,
+        7168,
+        "q_lora_rank x hidden_size",
+        "checkpoint tensor; vLLM runs it inside fused_qkv_a_proj",
+    ),
+    Shape(
+        "dsv3.kv_a_proj_with_mqa",
+        _DS,
+        "self_attn.kv_a_proj_with_mqa",
+        576,
+        7168,
+        "kv_lora_rank + qk_rope_head_dim x hidden_size",
+        "checkpoint tensor (vLLM fuses it); N = 4.5 blocks, partial last block kept",
+    ),
 )
-QUICK_SHAPES = ("dsv3.fused_qkv_a_proj", "dsv3.o_proj", "dsv3.mlp.gate_up_proj",
-                "qwen3-8b.qkv_proj")
+QUICK_SHAPES = ("dsv3.fused_qkv_a_proj", "dsv3.o_proj", "dsv3.mlp.gate_up_proj", "qwen3-8b.qkv_proj")
 DRY_SHAPES: tuple[Shape, ...] = (  # tiny, for the CPU double; one with a partial last N block
     Shape("tiny.aligned", "dry-run", "tiny", 256, 384, "made up"),
     Shape("tiny.partial_n", "dry-run", "tiny", 320, 256, "made up", "N = 2.5 blocks"),
 )
-M_FULL = (1, 2, 3, 4, 5, 7, 8, 15, 16, 31, 32, 63, 64, 127, 128, 255, 256, 511, 512, 1023, 1024,
-          2047, 2048, 4095, 4096, 8191, 8192)
+M_FULL = (
+    1,
+    2,
+    3,
+    4,
+    5,
+    7,
+    8,
+    15,
+    16,
+    31,
+    32,
+    63,
+    64,
+    127,
+    128,
+    255,
+    256,
+    511,
+    512,
+    1023,
+    1024,
+    2047,
+    2048,
+    4095,
+    4096,
+    8191,
+    8192,
+)
 M_QUICK = (1, 3, 4, 16, 127, 128, 1023, 1024, 4095, 4096)
 M_DRY = (1, 3, 4, 8, 13, 16)
 
@@ -167,29 +269,43 @@ class _Parser(argparse.ArgumentParser):
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Bench options beyond ``--out``/``--quick``; ``cli.parser()`` may add them for ``--help``."""
     g = p.add_argument_group("bench")
-    g.add_argument("--dry-run", action="store_true",
-                   help="plumbing smoke test: tiny shapes and few rounds; runs on the CPU double "
-                        "(numbers mean nothing) or, on a GPU, on the real kernel")
-    g.add_argument("--compare", nargs="+", metavar="RUN.json",
-                   help="merge bench JSON files (e.g. one per vLLM release) into one table "
-                        "and plot; needs no GPU")
+    g.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="plumbing smoke test: tiny shapes and few rounds; runs on the CPU double "
+        "(numbers mean nothing) or, on a GPU, on the real kernel",
+    )
+    g.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="RUN.json",
+        help="merge bench JSON files (e.g. one per vLLM release) into one table and plot; needs no GPU",
+    )
     g.add_argument("--label", help="key of this run in the JSON (default: the vLLM version)")
     g.add_argument("--shapes", help="comma-separated globs on shape ids (see --list-shapes)")
     g.add_argument("--ms", help="comma-separated M values (default: 27 values 1..8192)")
     g.add_argument("--paths", help="comma-separated paths to time (default: every available one)")
-    g.add_argument("--budget-s", type=float,
-                   help="start no new (shape, M) point after this many seconds; outputs are "
-                        "written either way")
-    g.add_argument("--target-spread", type=float, default=0.02,
-                   help="stop when (p75-p25)/median of the per-round medians is below this")
+    g.add_argument(
+        "--budget-s",
+        type=float,
+        help="start no new (shape, M) point after this many seconds; outputs are written either way",
+    )
+    g.add_argument(
+        "--target-spread",
+        type=float,
+        default=0.02,
+        help="stop when (p75-p25)/median of the per-round medians is below this",
+    )
     g.add_argument("--min-rounds", type=int)
     g.add_argument("--max-rounds", type=int)
-    g.add_argument("--no-eager", action="store_true",
-                   help="skip the eager (launch overhead) timing")
+    g.add_argument("--no-eager", action="store_true", help="skip the eager (launch overhead) timing")
     g.add_argument("--no-plot", action="store_true")
-    g.add_argument("--include-dynamic-compiled", action="store_true",
-                   help="try the dynamic_compiled path (skipped by default: FV-001, it fails to "
-                        "compile with M dynamic in vLLM 0.23.0)")
+    g.add_argument(
+        "--include-dynamic-compiled",
+        action="store_true",
+        help="try the dynamic_compiled path (skipped by default: FV-001, it fails to "
+        "compile with M dynamic in vLLM 0.23.0)",
+    )
     g.add_argument("--list-shapes", action="store_true", help="print the shape table and exit")
 
 
@@ -238,10 +354,17 @@ def _config(args: argparse.Namespace, extra: list[str]) -> tuple[Config, argpars
     ns = p.parse_args(extra, namespace=argparse.Namespace(**vars(args)))
     dry = bool(ns.dry_run)
     quick = bool(getattr(ns, "quick", False))
-    c = Config(out=str(getattr(ns, "out", None) or "bench-out"), quick=quick, dry_run=dry,
-               label=ns.label, target_spread=ns.target_spread, eager=not ns.no_eager,
-               plot=not ns.no_plot, budget_s=ns.budget_s,
-               include_dynamic_compiled=ns.include_dynamic_compiled)
+    c = Config(
+        out=str(getattr(ns, "out", None) or "bench-out"),
+        quick=quick,
+        dry_run=dry,
+        label=ns.label,
+        target_spread=ns.target_spread,
+        eager=not ns.no_eager,
+        plot=not ns.no_plot,
+        budget_s=ns.budget_s,
+        include_dynamic_compiled=ns.include_dynamic_compiled,
+    )
     pool = DRY_SHAPES if dry else SHAPES
     default = ["*"] if dry or not quick else list(QUICK_SHAPES)
     pats = ns.shapes.split(",") if ns.shapes else default
@@ -249,8 +372,7 @@ def _config(args: argparse.Namespace, extra: list[str]) -> tuple[Config, argpars
     if not c.shapes:
         from .cli import UsageError
 
-        raise UsageError(f"bench: --shapes {ns.shapes!r} matches none of "
-                         f"{', '.join(s.id for s in pool)}")
+        raise UsageError(f"bench: --shapes {ns.shapes!r} matches none of {', '.join(s.id for s in pool)}")
     c.ms = _ints(ns.ms) if ns.ms else list(M_DRY if dry else M_QUICK if quick else M_FULL)
     c.paths = [x.strip() for x in ns.paths.split(",")] if ns.paths else None
     if dry:
@@ -286,10 +408,24 @@ class BenchPath:
         return self.run is not None
 
 
-BENCH_PATHS = ("bypass", "padded", "dynamic_eager", "compiled_op", "padded_compiled", "always_pad",
-               "dynamic_compiled")
-SHORT = {"bypass": "byp", "padded": "pad", "dynamic_eager": "dyn", "compiled_op": "cop",
-         "padded_compiled": "pco", "always_pad": "alw", "dynamic_compiled": "dco"}
+BENCH_PATHS = (
+    "bypass",
+    "padded",
+    "dynamic_eager",
+    "compiled_op",
+    "padded_compiled",
+    "always_pad",
+    "dynamic_compiled",
+)
+SHORT = {
+    "bypass": "byp",
+    "padded": "pad",
+    "dynamic_eager": "dyn",
+    "compiled_op": "cop",
+    "padded_compiled": "pco",
+    "always_pad": "alw",
+    "dynamic_compiled": "dco",
+}
 
 
 def _round4(m: int) -> int:
@@ -378,8 +514,7 @@ def _production_op() -> str | None:
     for name in load().modules:
         mod = sys.modules.get(name)
         for obj in vars(mod).values() if mod else ():
-            if (inspect.isclass(obj) and "apply_block_scaled_mm" in vars(obj)
-                    and "Cutlass" in obj.__name__):
+            if inspect.isclass(obj) and "apply_block_scaled_mm" in vars(obj) and "Cutlass" in obj.__name__:
                 with contextlib.suppress(OSError, TypeError):
                     src = inspect.getsource(obj.apply_block_scaled_mm)
                     for op in ("dynamic_padded_cutlass", "padded_cutlass"):
@@ -399,13 +534,12 @@ def bench_paths(cfg: Config) -> tuple[dict[str, BenchPath], str | None]:
     out: dict[str, BenchPath] = {}
     what = {
         "bypass": "vLLM's cutlass_scaled_mm wrapper called directly (the kernel alone); at "
-                  "M % 4 != 0 timed on roundup(M, 4) rows, which the kernel needs",
+        "M % 4 != 0 timed on roundup(M, 4) rows, which the kernel needs",
         "padded": "torch.ops.vllm.padded_cutlass, eager",
         "dynamic_eager": "torch.ops.vllm.dynamic_padded_cutlass, eager",
         "compiled_op": "torch.ops.vllm.dynamic_padded_cutlass inside torch.compile, M dynamic "
-                       "(what vLLM 0.23.0 models run on Hopper)",
-        "dynamic_compiled": "_dynamic_padded_cutlass traced by torch.compile (torch.cond), "
-                            "M dynamic",
+        "(what vLLM 0.23.0 models run on Hopper)",
+        "dynamic_compiled": "_dynamic_padded_cutlass traced by torch.compile (torch.cond), M dynamic",
     }
     for name in ("bypass", "padded", "dynamic_eager", "compiled_op", "dynamic_compiled"):
         fp = found[name]
@@ -413,37 +547,43 @@ def bench_paths(cfg: Config) -> tuple[dict[str, BenchPath], str | None]:
         run = fp.run if fp.available else None  # Path.run is a method: availability is separate
         if name == "dynamic_compiled" and run is not None and not cfg.include_dynamic_compiled:
             f = FINDINGS["FV-001"]
-            reason = (f"skipped: {f.id}, {f.title} (pass --include-dynamic-compiled to try)"
-                      if s.vllm_version in f.versions else
-                      "skipped by default (pass --include-dynamic-compiled to try)")
+            reason = (
+                f"skipped: {f.id}, {f.title} (pass --include-dynamic-compiled to try)"
+                if s.vllm_version in f.versions
+                else "skipped by default (pass --include-dynamic-compiled to try)"
+            )
             run = None
-        out[name] = BenchPath(name, run, what[name], reason=reason,
-                              runs_at_m4=name == "bypass")
+        out[name] = BenchPath(name, run, what[name], reason=reason, runs_at_m4=name == "bypass")
     has_padded = vllm_op("padded_cutlass") is not None
     out["padded_compiled"] = BenchPath(
-        "padded_compiled", _run_padded_compiled if has_padded else None,
+        "padded_compiled",
+        _run_padded_compiled if has_padded else None,
         "torch.ops.vllm.padded_cutlass inside torch.compile, M dynamic (what vLLM 0.22.x models "
-        "run on Hopper)", reason=None if has_padded else found["padded"].reason)
+        "run on Hopper)",
+        reason=None if has_padded else found["padded"].reason,
+    )
     out["always_pad"] = BenchPath(
-        "always_pad", _always_pad(_direct_gemm()) if s.available else None,
+        "always_pad",
+        _always_pad(_direct_gemm()) if s.available else None,
         "REFERENCE, not vLLM code: the padding branch of _padded_cutlass taken even at M % 4 == 0 "
-        "(as before its has_pad check); aligned M only", origin="reference",
-        reason=None if s.available else s.error, aligned_only=True)
+        "(as before its has_pad check); aligned M only",
+        origin="reference",
+        reason=None if s.available else s.error,
+        aligned_only=True,
+    )
     if cfg.paths is not None:
         from .cli import UsageError
 
         unknown = [x for x in cfg.paths if x not in out]
         if unknown:
-            raise UsageError(f"bench: unknown path(s) {', '.join(unknown)}; "
-                             f"known: {', '.join(BENCH_PATHS)}")
+            raise UsageError(f"bench: unknown path(s) {', '.join(unknown)}; known: {', '.join(BENCH_PATHS)}")
         for name, bp in list(out.items()):
             if name not in cfg.paths and name != "bypass" and bp.available:
                 out[name] = BenchPath(name, None, bp.what, bp.origin, "not selected (--paths)")
     op = _production_op()
     if op is None:  # source not found: the newest op this vLLM registers
         op = next((o for o in ("dynamic_padded_cutlass", "padded_cutlass") if vllm_op(o)), None)
-    prod = {"dynamic_padded_cutlass": "compiled_op",
-            "padded_cutlass": "padded_compiled"}.get(op or "")
+    prod = {"dynamic_padded_cutlass": "compiled_op", "padded_cutlass": "padded_compiled"}.get(op or "")
     return out, prod
 
 
@@ -499,8 +639,13 @@ def _spread(xs: list[float]) -> float:
     return (q[2] - q[0]) / statistics.median(xs)
 
 
-def _measure(fns: dict[str, tuple[Callable[[], object], int]], clock: _Clock, cfg: Config,
-             drain: bool = False, max_rounds: int | None = None) -> dict[str, Stat]:
+def _measure(
+    fns: dict[str, tuple[Callable[[], object], int]],
+    clock: _Clock,
+    cfg: Config,
+    drain: bool = False,
+    max_rounds: int | None = None,
+) -> dict[str, Stat]:
     """Time each ``fn`` (one call does ``div`` GEMMs), interleaved round-robin per repetition, until
     every path's spread is under the target after ``min_rounds``, or a cap.
 
@@ -524,7 +669,7 @@ def _measure(fns: dict[str, tuple[Callable[[], object], int]], clock: _Clock, cf
     t0 = time.perf_counter()
     converged = False
     for r in range(max_rounds or cfg.max_rounds):
-        order = names[r % len(names):] + names[: r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         marks: dict[str, list[tuple[Any, Any]]] = {n: [] for n in names}
         for _ in range(cfg.samples_per_round):
             for n in order:
@@ -548,8 +693,17 @@ def _measure(fns: dict[str, tuple[Callable[[], object], int]], clock: _Clock, cf
         xs = rounds[n]
         q = statistics.quantiles(xs, n=4, method="inclusive") if len(xs) > 1 else [xs[0]] * 3
         med = statistics.median(xs)
-        out[n] = Stat(med, _spread(xs) if len(xs) > 1 else math.nan, q[0], q[2], min(xs), len(xs),
-                      inner[n], _spread(xs) < cfg.target_spread, list(xs))
+        out[n] = Stat(
+            med,
+            _spread(xs) if len(xs) > 1 else math.nan,
+            q[0],
+            q[2],
+            min(xs),
+            len(xs),
+            inner[n],
+            _spread(xs) < cfg.target_spread,
+            list(xs),
+        )
     return out
 
 
@@ -582,8 +736,9 @@ def _weights(shape: Shape, count: int, dev: torch.device, g: torch.Generator) ->
     return out
 
 
-def _activations(m: int, k: int, weights: list[tuple], count: int, dev: torch.device,
-                 g: torch.Generator) -> list[BlockScaledProblem]:
+def _activations(
+    m: int, k: int, weights: list[tuple], count: int, dev: torch.device, g: torch.Generator
+) -> list[BlockScaledProblem]:
     import torch
 
     from .problem import FP8, BlockScaledProblem, cdiv, column_major
@@ -593,8 +748,7 @@ def _activations(m: int, k: int, weights: list[tuple], count: int, dev: torch.de
         b, bs = weights[i % len(weights)]
         a = torch.randn(m, k, device=dev, generator=g).to(FP8)
         a_s = column_major(0.5 + torch.rand(m, cdiv(k, BLOCK[1]), device=dev, generator=g))
-        probs.append(BlockScaledProblem(a, a_s, b, bs, BLOCK, torch.bfloat16,
-                                        {"bench": True, "set": i}))
+        probs.append(BlockScaledProblem(a, a_s, b, bs, BLOCK, torch.bfloat16, {"bench": True, "set": i}))
     return probs
 
 
@@ -615,8 +769,16 @@ def _flops(m: int, shape: Shape) -> float:
     return 2.0 * m * shape.n * shape.k
 
 
-def _point(shape: Shape, m: int, bps: dict[str, BenchPath], weights: list[tuple], n_calls: int,
-           clock: _Clock, cfg: Config, g: torch.Generator) -> tuple[list[dict], str]:
+def _point(
+    shape: Shape,
+    m: int,
+    bps: dict[str, BenchPath],
+    weights: list[tuple],
+    n_calls: int,
+    clock: _Clock,
+    cfg: Config,
+    g: torch.Generator,
+) -> tuple[list[dict], str]:
     """Time every applicable path at one M. Returns CSV-ready rows and a progress line."""
     import torch
 
@@ -633,8 +795,12 @@ def _point(shape: Shape, m: int, bps: dict[str, BenchPath], weights: list[tuple]
     pool = torch.cuda.graph_pool_handle() if clock.cuda else None
     for bp in todo:
         probs = sets4 if bp.runs_at_m4 else sets
-        row = {"path": bp.name, "m_kernel": m4 if (bp.runs_at_m4 or m % 4) else m,
-               "n_sets": n_calls, "error": ""}
+        row = {
+            "path": bp.name,
+            "m_kernel": m4 if (bp.runs_at_m4 or m % 4) else m,
+            "n_sets": n_calls,
+            "error": "",
+        }
         rows[bp.name] = row
         run = bp.run
         assert run is not None
@@ -664,23 +830,37 @@ def _point(shape: Shape, m: int, bps: dict[str, BenchPath], weights: list[tuple]
             if bp.name == "bypass":
                 break
     gstats = _measure(graph_fns, clock, cfg)
-    estats = (_measure(eager_fns, clock, cfg, drain=True, max_rounds=cfg.max_rounds_eager)
-              if cfg.eager else {})
+    estats = _measure(eager_fns, clock, cfg, drain=True, max_rounds=cfg.max_rounds_eager) if cfg.eager else {}
     del keep
     out_rows = []
     parts = []
     for name, row in rows.items():
         for mode, st in (("graph", gstats.get(name)), ("eager", estats.get(name))):
             if st is None:
-                row.update({f"{mode}_us": None, f"{mode}_spread": None, f"{mode}_rounds": None,
-                            f"{mode}_converged": None, f"{mode}_tflops": None})
+                row.update(
+                    {
+                        f"{mode}_us": None,
+                        f"{mode}_spread": None,
+                        f"{mode}_rounds": None,
+                        f"{mode}_converged": None,
+                        f"{mode}_tflops": None,
+                    }
+                )
                 continue
-            row.update({f"{mode}_us": st.median_s * 1e6, f"{mode}_spread": st.spread,
-                        f"{mode}_p25_us": st.p25_s * 1e6, f"{mode}_p75_us": st.p75_s * 1e6,
-                        f"{mode}_min_us": st.min_s * 1e6, f"{mode}_rounds": st.rounds,
-                        f"{mode}_inner": st.inner, f"{mode}_converged": st.converged,
-                        f"{mode}_tflops": _flops(m, shape) / st.median_s / 1e12,
-                        f"{mode}_round_us": [round(x * 1e6, 4) for x in st.per_round_s]})
+            row.update(
+                {
+                    f"{mode}_us": st.median_s * 1e6,
+                    f"{mode}_spread": st.spread,
+                    f"{mode}_p25_us": st.p25_s * 1e6,
+                    f"{mode}_p75_us": st.p75_s * 1e6,
+                    f"{mode}_min_us": st.min_s * 1e6,
+                    f"{mode}_rounds": st.rounds,
+                    f"{mode}_inner": st.inner,
+                    f"{mode}_converged": st.converged,
+                    f"{mode}_tflops": _flops(m, shape) / st.median_s / 1e12,
+                    f"{mode}_round_us": [round(x * 1e6, 4) for x in st.per_round_s],
+                }
+            )
         out_rows.append(row)
         gs = f"{row['graph_us']:.1f}" if row.get("graph_us") is not None else "ERR"
         es = f"/{row['eager_us']:.1f}" if row.get("eager_us") is not None else ""
@@ -703,9 +883,17 @@ def _all(run: Callable, probs: list) -> None:
 # What each path launches (the answer to "where can a difference exist")
 # --------------------------------------------------------------------------------------------------
 
-_CPU_OPS = ("aten::zeros", "aten::ones", "aten::copy_", "aten::fill_", "aten::empty",
-            "aten::permute", "_C::cutlass_scaled_mm", "vllm::padded_cutlass",
-            "vllm::dynamic_padded_cutlass")
+_CPU_OPS = (
+    "aten::zeros",
+    "aten::ones",
+    "aten::copy_",
+    "aten::fill_",
+    "aten::empty",
+    "aten::permute",
+    "_C::cutlass_scaled_mm",
+    "vllm::padded_cutlass",
+    "vllm::dynamic_padded_cutlass",
+)
 
 
 def _inside_double(e: Any) -> bool:
@@ -724,8 +912,9 @@ def _short_kernel(name: str) -> str:
     return n[:80]
 
 
-def launch_profile(bps: dict[str, BenchPath], shape: Shape, ms: Iterable[int], dev: torch.device,
-                   g: torch.Generator) -> dict[str, dict[str, Any]]:
+def launch_profile(
+    bps: dict[str, BenchPath], shape: Shape, ms: Iterable[int], dev: torch.device, g: torch.Generator
+) -> dict[str, dict[str, Any]]:
     """For each path and M: the device kernels one call launches (GPU) or the aten/vLLM ops it
     runs (CPU double), from ``torch.profiler``. The same list as bypass's means that no kernel-time
     difference is possible."""
@@ -760,13 +949,12 @@ def launch_profile(bps: dict[str, BenchPath], shape: Shape, ms: Iterable[int], d
                     if cuda:
                         torch.cuda.synchronize()
                 if cuda:
-                    names = [e.name for e in prof.events()
-                             if e.device_type == torch.autograd.DeviceType.CUDA]
+                    names = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
                 else:  # host ops around the op, not those inside the CPU double itself
-                    names = [e.name for e in prof.events()
-                             if e.name in _CPU_OPS and not _inside_double(e)]
+                    names = [e.name for e in prof.events() if e.name in _CPU_OPS and not _inside_double(e)]
                 res.setdefault(bp.name, {})[str(m)] = {
-                    "count": len(names), "launches": [_short_kernel(x) for x in names],
+                    "count": len(names),
+                    "launches": [_short_kernel(x) for x in names],
                     "cutlass_gemm": any("cutlass" in x.lower() for x in names),
                 }
             except Exception as e:
@@ -796,11 +984,20 @@ def overheads(rows: list[dict]) -> list[dict]:
     out = []
     for (sid, m), d in by.items():
         if m % 4 == 0:
-            pairs = [("padded", "bypass"), ("dynamic_eager", "bypass"), ("compiled_op", "bypass"),
-                     ("padded_compiled", "bypass"), ("always_pad", "bypass")]
+            pairs = [
+                ("padded", "bypass"),
+                ("dynamic_eager", "bypass"),
+                ("compiled_op", "bypass"),
+                ("padded_compiled", "bypass"),
+                ("always_pad", "bypass"),
+            ]
         else:
-            pairs = [("dynamic_eager", "padded"), ("compiled_op", "padded_compiled"),
-                     ("padded", "bypass"), ("compiled_op", "bypass")]
+            pairs = [
+                ("dynamic_eager", "padded"),
+                ("compiled_op", "padded_compiled"),
+                ("padded", "bypass"),
+                ("compiled_op", "bypass"),
+            ]
         for a, b in pairs:
             if a not in d or b not in d:
                 continue
@@ -837,8 +1034,13 @@ def _peak(name: str) -> tuple[float | None, str]:
 def _nvsmi() -> str | None:
     q = "name,clocks.sm,clocks.max.sm,clocks.mem,power.draw,power.limit,temperature.gpu"
     try:
-        r = subprocess.run(["nvidia-smi", f"--query-gpu={q}", "--format=csv,noheader"],
-                           capture_output=True, text=True, timeout=10, check=False)
+        r = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={q}", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
         return r.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -848,11 +1050,36 @@ def _nvsmi() -> str | None:
 # Outputs
 # --------------------------------------------------------------------------------------------------
 
-CSV_FIELDS = ("label", "vllm", "device", "shape", "model", "layer", "n", "k", "m", "m_mod4",
-              "m_kernel", "path", "graph_us", "graph_spread", "graph_rounds", "graph_converged",
-              "graph_tflops", "graph_peak_frac", "eager_us", "eager_spread", "eager_rounds",
-              "eager_converged", "eager_tflops", "eager_peak_frac", "n_sets",
-              "bitwise_equal_bypass", "max_abs_diff_bypass", "error")
+CSV_FIELDS = (
+    "label",
+    "vllm",
+    "device",
+    "shape",
+    "model",
+    "layer",
+    "n",
+    "k",
+    "m",
+    "m_mod4",
+    "m_kernel",
+    "path",
+    "graph_us",
+    "graph_spread",
+    "graph_rounds",
+    "graph_converged",
+    "graph_tflops",
+    "graph_peak_frac",
+    "eager_us",
+    "eager_spread",
+    "eager_rounds",
+    "eager_converged",
+    "eager_tflops",
+    "eager_peak_frac",
+    "n_sets",
+    "bitwise_equal_bypass",
+    "max_abs_diff_bypass",
+    "error",
+)
 
 
 def _tag(label: str) -> str:
@@ -894,22 +1121,27 @@ def markdown_run(run: dict) -> str:
     peak = env.get("peak_tflops")
     prod = run.get("production_path")
     L = [f"## fp8-verify bench: {run['label']}", ""]
-    L += [f"- vLLM {env['vllm']}, torch {env['torch']}, fp8-verify {env['fp8_verify']}",
-          f"- device: {env['device']}; kernel: {env['backend']} ({env['backend_reason']})",
-          f"- FP8 dense peak used: {peak} TFLOP/s ({env.get('peak_source')})",
-          f"- torch.compile backend: {env.get('compile_backend')}; graphs compiled: "
-          f"{run.get('compile_count')}",
-          f"- production path (what CutlassFp8BlockScaledMMKernel calls on Hopper): "
-          f"`{prod}` (`{env.get('production_op')}` inside torch.compile)",
-          f"- timer: {env['timer']}; target spread {run['config']['target_spread']:.0%}, rounds "
-          f"{run['config']['min_rounds']}..{run['config']['max_rounds']} (eager "
-          f"..{run['config'].get('max_rounds_eager')}), "
-          f"{run['config']['samples_per_round']} samples/round",
-          f"- wall time {run.get('wall_s', 0):.0f} s"
-          + (f"; TRUNCATED: {run['truncated']}" if run.get("truncated") else ""), ""]
+    L += [
+        f"- vLLM {env['vllm']}, torch {env['torch']}, fp8-verify {env['fp8_verify']}",
+        f"- device: {env['device']}; kernel: {env['backend']} ({env['backend_reason']})",
+        f"- FP8 dense peak used: {peak} TFLOP/s ({env.get('peak_source')})",
+        f"- torch.compile backend: {env.get('compile_backend')}; graphs compiled: {run.get('compile_count')}",
+        f"- production path (what CutlassFp8BlockScaledMMKernel calls on Hopper): "
+        f"`{prod}` (`{env.get('production_op')}` inside torch.compile)",
+        f"- timer: {env['timer']}; target spread {run['config']['target_spread']:.0%}, rounds "
+        f"{run['config']['min_rounds']}..{run['config']['max_rounds']} (eager "
+        f"..{run['config'].get('max_rounds_eager')}), "
+        f"{run['config']['samples_per_round']} samples/round",
+        f"- wall time {run.get('wall_s', 0):.0f} s"
+        + (f"; TRUNCATED: {run['truncated']}" if run.get("truncated") else ""),
+        "",
+    ]
     if env.get("nvidia_smi_start"):
-        L += [f"- nvidia-smi at start: `{env['nvidia_smi_start']}`",
-              f"- nvidia-smi at end: `{env.get('nvidia_smi_end')}`", ""]
+        L += [
+            f"- nvidia-smi at start: `{env['nvidia_smi_start']}`",
+            f"- nvidia-smi at end: `{env.get('nvidia_smi_end')}`",
+            "",
+        ]
     L += ["Paths:", ""]
     for name, info in run["paths"].items():
         state = "timed" if info["available"] else f"not timed: {info['reason']}"
@@ -937,17 +1169,23 @@ def markdown_run(run: dict) -> str:
         L += _table(hdr, body)
     ov = run.get("overhead", [])
     if ov:
-        L += ["### Padding overhead: t_a / t_b - 1 (paired by round), median over the M of the "
-              "class [min, max]; resolved: M where the ratios' IQR excludes 0 and |median| > "
-              f"{RESOLVED:.0%}", ""]
+        L += [
+            "### Padding overhead: t_a / t_b - 1 (paired by round), median over the M of the "
+            "class [min, max]; resolved: M where the ratios' IQR excludes 0 and |median| > "
+            f"{RESOLVED:.0%}",
+            "",
+        ]
         metrics = list(dict.fromkeys(o["metric"] for o in ov))
         hdr = ["shape", "M class", "metric", "graph", "eager", "graph resolved"]
         body = []
         for sid in shapes:
             for aligned in (True, False):
                 for met in metrics:
-                    xs = [o for o in ov if o["shape"] == sid and o["metric"] == met
-                          and (o["m_mod4"] == 0) == aligned]
+                    xs = [
+                        o
+                        for o in ov
+                        if o["shape"] == sid and o["metric"] == met and (o["m_mod4"] == 0) == aligned
+                    ]
                     if not xs:
                         continue
                     cells = [sid, "M%4==0" if aligned else "M%4!=0", f"`{met}`"]
@@ -967,8 +1205,7 @@ def markdown_run(run: dict) -> str:
                 if "error" in info:
                     body.append([f"`{name}`", m, "", info["error"]])
                 else:
-                    body.append([f"`{name}`", m, str(info["count"]),
-                                 ", ".join(info["launches"])])
+                    body.append([f"`{name}`", m, str(info["count"]), ", ".join(info["launches"])])
         L += _table(["path", "M", "launches", "kernels / ops"], body)
     for sid in shapes:
         for mode in ("graph", "eager"):
@@ -999,8 +1236,11 @@ def markdown_run(run: dict) -> str:
             L += _table(hdr, body)
     errs = [r for r in rows if r.get("error")]
     if errs:
-        L += ["### Errors", ""] + [f"- {r['shape']} M={r['m']} `{r['path']}`: {r['error']}"
-                                   for r in errs] + [""]
+        L += (
+            ["### Errors", ""]
+            + [f"- {r['shape']} M={r['m']} `{r['path']}`: {r['error']}" for r in errs]
+            + [""]
+        )
     return "\n".join(L)
 
 
@@ -1018,8 +1258,14 @@ def _find(rows: list[dict], sid: str, m: int, path: str) -> dict | None:
     return next((r for r in rows if r["shape"] == sid and r["m"] == m and r["path"] == path), None)
 
 
-def plot(runs: dict[str, dict], png: Path, mode: str, only: dict[str, list[str]] | None = None,
-         title: str = "", ratio: bool = False) -> str | None:
+def plot(
+    runs: dict[str, dict],
+    png: Path,
+    mode: str,
+    only: dict[str, list[str]] | None = None,
+    title: str = "",
+    ratio: bool = False,
+) -> str | None:
     """Latency vs M, log-log, a subplot per shape, a line per (run, path); says why if no plot.
     ``ratio``: each path's time over its run's bypass at the same M, in percent (linear axis):
     where the paths differ, which the log-log latency plot hides."""
@@ -1035,24 +1281,37 @@ def plot(runs: dict[str, dict], png: Path, mode: str, only: dict[str, list[str]]
         return "nothing to plot"
     ncol = min(3, len(shapes))
     nrow = math.ceil(len(shapes) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 3.8 * nrow + 0.8), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        nrow, ncol, figsize=(5.2 * ncol, 3.8 * nrow + 0.8), squeeze=False, layout="constrained"
+    )
     styles = ["-", "--", ":", "-."]
     colors = {p: f"C{i}" for i, p in enumerate(BENCH_PATHS)}
     markers = dict(zip(BENCH_PATHS, "os^vDxP", strict=True))
     for ax, sid in zip(axes.flat, shapes, strict=False):
         for ri, (label, run) in enumerate(runs.items()):
             paths = (only or {}).get(label) or _paths_in(run)
-            base = {r["m"]: r for r in run["rows"]
-                    if r["shape"] == sid and r["path"] == "bypass" and r.get(f"{mode}_us")}
+            base = {
+                r["m"]: r
+                for r in run["rows"]
+                if r["shape"] == sid and r["path"] == "bypass" and r.get(f"{mode}_us")
+            }
             for pth in paths:
                 if ratio and pth == "bypass":
                     continue
-                mine = sorted((r for r in run["rows"] if r["shape"] == sid and r["path"] == pth
-                               and r.get(f"{mode}_us") is not None), key=lambda r: r["m"])
+                mine = sorted(
+                    (
+                        r
+                        for r in run["rows"]
+                        if r["shape"] == sid and r["path"] == pth and r.get(f"{mode}_us") is not None
+                    ),
+                    key=lambda r: r["m"],
+                )
                 if ratio:  # paired by round, as in the overhead table
-                    pts = [(r["m"], 100 * (statistics.median(_paired(r, base[r["m"]], mode)) - 1))
-                           for r in mine if r["m"] in base]
+                    pts = [
+                        (r["m"], 100 * (statistics.median(_paired(r, base[r["m"]], mode)) - 1))
+                        for r in mine
+                        if r["m"] in base
+                    ]
                 else:
                     pts = [(r["m"], r[f"{mode}_us"]) for r in mine]
                 if not pts:
@@ -1062,14 +1321,28 @@ def plot(runs: dict[str, dict], png: Path, mode: str, only: dict[str, list[str]]
                     for sel, ls, fill in ((0, "-", None), (1, ":", "none")):
                         xy = [p for p in pts if (p[0] % 4 != 0) == bool(sel)]
                         if xy:
-                            ax.plot([p[0] for p in xy], [p[1] for p in xy], ls, lw=1.1, mfc=fill,
-                                    label=pth if sel == 0 or all(q[0] % 4 for q in pts) else None,
-                                    **kw)
+                            ax.plot(
+                                [p[0] for p in xy],
+                                [p[1] for p in xy],
+                                ls,
+                                lw=1.1,
+                                mfc=fill,
+                                label=pth if sel == 0 or all(q[0] % 4 for q in pts) else None,
+                                **kw,
+                            )
                 else:
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], styles[ri % len(styles)],
-                            lw=1.1, mfc="none", label=f"{label}: {pth}", **kw)
-        nk = next((f"N={r['n']} K={r['k']}" for run in runs.values() for r in run["rows"]
-                   if r["shape"] == sid), "")
+                    ax.plot(
+                        [p[0] for p in pts],
+                        [p[1] for p in pts],
+                        styles[ri % len(styles)],
+                        lw=1.1,
+                        mfc="none",
+                        label=f"{label}: {pth}",
+                        **kw,
+                    )
+        nk = next(
+            (f"N={r['n']} K={r['k']}" for run in runs.values() for r in run["rows"] if r["shape"] == sid), ""
+        )
         ax.set_title(f"{sid}  {nk}", fontsize=9)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("M (tokens)")
@@ -1080,7 +1353,7 @@ def plot(runs: dict[str, dict], png: Path, mode: str, only: dict[str, list[str]]
             ax.set_yscale("log")
             ax.set_ylabel(f"{mode} time per call (us)")
         ax.grid(True, which="both", alpha=0.3)
-    for ax in list(axes.flat)[len(shapes):]:
+    for ax in list(axes.flat)[len(shapes) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     if len(runs) == 1:
@@ -1088,8 +1361,16 @@ def plot(runs: dict[str, dict], png: Path, mode: str, only: dict[str, list[str]]
 
         handles += [Line2D([], [], color="gray", ls="-"), Line2D([], [], color="gray", ls=":")]
         labels += ["M % 4 == 0", "M % 4 != 0"]
-    fig.legend(handles, labels, loc="outside upper center", ncol=min(4, max(1, len(labels))),
-               fontsize=8, title=title, title_fontsize=10, frameon=False)
+    fig.legend(
+        handles,
+        labels,
+        loc="outside upper center",
+        ncol=min(4, max(1, len(labels))),
+        fontsize=8,
+        title=title,
+        title_fontsize=10,
+        frameon=False,
+    )
     fig.savefig(png, dpi=110)
     plt.close(fig)
     return None
@@ -1117,8 +1398,10 @@ def write_outputs(run: dict, cfg: Config, final: bool) -> list[Path]:
             else:
                 files.append(png)
         png = out / f"bench-{tag}-overhead.png"
-        title = (f"vLLM {run['label']} on {run['env']['device']}: CUDA-graph time over bypass at "
-                 f"the same M (bypass at roundup(M, 4) where M % 4 != 0)")
+        title = (
+            f"vLLM {run['label']} on {run['env']['device']}: CUDA-graph time over bypass at "
+            f"the same M (bypass at roundup(M, 4) where M % 4 != 0)"
+        )
         if not plot({run["label"]: run}, png, "graph", title=title, ratio=True):
             files.append(png)
     return files
@@ -1180,15 +1463,20 @@ def compare(files: list[str], cfg: Config) -> int:
     write_csv(out / "compare.csv", runs)
     devices = {label: run["env"]["device"] for label, run in runs.items()}
     L = ["## fp8-verify bench: comparison", ""]
-    L += [f"- `{label}`: vLLM {run['env']['vllm']}, torch {run['env']['torch']}, {devices[label]}, "
-          f"production path `{run.get('production_path')}`" for label, run in runs.items()]
+    L += [
+        f"- `{label}`: vLLM {run['env']['vllm']}, torch {run['env']['torch']}, {devices[label]}, "
+        f"production path `{run.get('production_path')}`"
+        for label, run in runs.items()
+    ]
     if len(set(devices.values())) > 1:
         L += ["", "**Runs come from different devices: compare with care.**"]
     L.append("")
     cols = [(label, pth) for label in runs for pth in sel[label]]
     order = list(dict.fromkeys(r["shape"] for run in runs.values() for r in run["rows"]))
-    keys = sorted({(r["shape"], r["m"]) for run in runs.values() for r in run["rows"]},
-                  key=lambda x: (order.index(x[0]), x[1]))
+    keys = sorted(
+        {(r["shape"], r["m"]) for run in runs.values() for r in run["rows"]},
+        key=lambda x: (order.index(x[0]), x[1]),
+    )
     base = cols[0] if cols else None
     for mode in ("graph", "eager"):
         L += [f"### {mode} time per call, us (ratio to `{base[0]}: {base[1]}`)" if base else "", ""]
@@ -1246,14 +1534,25 @@ def _environment(cfg: Config, prod: str | None) -> dict:
     name = torch.cuda.get_device_name(s.device) if cuda else "CPU"
     peak, why = _peak(name) if cuda else (None, "CPU double: no peak")
     env = {
-        "vllm": s.vllm_version, "torch": torch.__version__, "fp8_verify": __version__,
-        "python": sys.version.split()[0], "device": s.device_name(), "device_name": name,
-        "backend": s.backend, "backend_reason": s.backend_reason,
-        "compile_backend": paths.compile_backend(), "peak_tflops": peak, "peak_source": why,
-        "timer": ("CUDA events; graph = torch.cuda.CUDAGraph replay" if cuda else
-                  "time.perf_counter on the CPU double (dry run: host time, not a measurement)"),
-        "production_op": {"compiled_op": "dynamic_padded_cutlass",
-                          "padded_compiled": "padded_cutlass"}.get(prod or ""),
+        "vllm": s.vllm_version,
+        "torch": torch.__version__,
+        "fp8_verify": __version__,
+        "python": sys.version.split()[0],
+        "device": s.device_name(),
+        "device_name": name,
+        "backend": s.backend,
+        "backend_reason": s.backend_reason,
+        "compile_backend": paths.compile_backend(),
+        "peak_tflops": peak,
+        "peak_source": why,
+        "timer": (
+            "CUDA events; graph = torch.cuda.CUDAGraph replay"
+            if cuda
+            else "time.perf_counter on the CPU double (dry run: host time, not a measurement)"
+        ),
+        "production_op": {"compiled_op": "dynamic_padded_cutlass", "padded_compiled": "padded_cutlass"}.get(
+            prod or ""
+        ),
         "l2_bytes": _l2_bytes(s.device),
         "nvidia_smi_start": _nvsmi() if cuda else None,
     }
@@ -1263,8 +1562,7 @@ def _environment(cfg: Config, prod: str | None) -> dict:
     return env
 
 
-def _spin_up(bps: dict[str, BenchPath], dev: torch.device, g: torch.Generator,
-             seconds: float) -> None:
+def _spin_up(bps: dict[str, BenchPath], dev: torch.device, g: torch.Generator, seconds: float) -> None:
     """Run GEMMs for a moment so that clocks have ramped before the first timed point."""
     import torch
 
@@ -1304,9 +1602,11 @@ def main(args: argparse.Namespace, extra: list[str]) -> int:
         raise UsageError(f"bench: {s.error}")
     real = s.backend == "real"
     if not real and not cfg.dry_run:
-        raise UsageError(f"bench needs the real SM90 CUTLASS kernel (a Hopper GPU with vLLM's _C "
-                         f"ops); here: {s.backend_reason}. Use --dry-run to smoke-test on the CPU "
-                         f"double")
+        raise UsageError(
+            f"bench needs the real SM90 CUTLASS kernel (a Hopper GPU with vLLM's _C "
+            f"ops); here: {s.backend_reason}. Use --dry-run to smoke-test on the CPU "
+            f"double"
+        )
     if real and (double.installed() or s.device.type != "cuda"):
         raise UsageError("bench: the CPU double is installed on a GPU run; refusing to time it")
     for lim in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit"):
@@ -1322,17 +1622,26 @@ def main(args: argparse.Namespace, extra: list[str]) -> int:
     g = torch.Generator(device=dev).manual_seed(0)
     env = _environment(cfg, prod)
     run: dict[str, Any] = {
-        "label": label, "env": env, "config": asdict(cfg), "production_path": prod,
-        "paths": {n: {"available": b.available, "what": b.what, "origin": b.origin,
-                      "reason": b.reason} for n, b in bps.items()},
-        "rows": [], "overhead": [], "launches": {}, "truncated": None,
+        "label": label,
+        "env": env,
+        "config": asdict(cfg),
+        "production_path": prod,
+        "paths": {
+            n: {"available": b.available, "what": b.what, "origin": b.origin, "reason": b.reason}
+            for n, b in bps.items()
+        },
+        "rows": [],
+        "overhead": [],
+        "launches": {},
+        "truncated": None,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     timed = [n for n, b in bps.items() if b.available]
-    _log(f"fp8-verify bench [{label}]: vLLM {s.vllm_version} on {env['device']}, kernel "
-         f"{s.backend}; peak {env['peak_tflops']} TFLOP/s; production path {prod}")
-    _log(f"  timing {', '.join(timed)}; "
-         f"{len(shapes)} shapes x {len(cfg.ms)} M; out {cfg.out}")
+    _log(
+        f"fp8-verify bench [{label}]: vLLM {s.vllm_version} on {env['device']}, kernel "
+        f"{s.backend}; peak {env['peak_tflops']} TFLOP/s; production path {prod}"
+    )
+    _log(f"  timing {', '.join(timed)}; {len(shapes)} shapes x {len(cfg.ms)} M; out {cfg.out}")
     for n, b in bps.items():
         if not b.available:
             _log(f"  not timed: {n}: {b.reason}")
@@ -1345,8 +1654,11 @@ def main(args: argparse.Namespace, extra: list[str]) -> int:
         lp_ms = (8, 7) if cfg.dry_run else (128, 127)
         run["launches"] = launch_profile(bps, shapes[0], lp_ms, dev, g)
         if clock.cuda:
-            missing = [n for n, d in run["launches"].items()
-                       if any(not v.get("cutlass_gemm", False) for v in d.values())]
+            missing = [
+                n
+                for n, d in run["launches"].items()
+                if any(not v.get("cutlass_gemm", False) for v in d.values())
+            ]
             if missing:
                 _log(f"  WARNING: no CUTLASS kernel seen in the profile of {', '.join(missing)}")
         l2 = _l2_bytes(dev)
@@ -1355,33 +1667,48 @@ def main(args: argparse.Namespace, extra: list[str]) -> int:
         for si, shape in enumerate(shapes):
             w_sets = _n_calls(shape, 1, l2, cfg)
             weights = _weights(shape, w_sets, dev, g)
-            _log(f"[{si + 1}/{len(shapes)}] {shape.label()} ({shape.model}; {w_sets} weight sets"
-                 f"{'; ' + shape.note if shape.note else ''})")
+            _log(
+                f"[{si + 1}/{len(shapes)}] {shape.label()} ({shape.model}; {w_sets} weight sets"
+                f"{'; ' + shape.note if shape.note else ''})"
+            )
             for m in cfg.ms:
                 el = time.perf_counter() - t0
                 if cfg.budget_s is not None and el > cfg.budget_s:
-                    run["truncated"] = (f"--budget-s {cfg.budget_s:g} reached after "
-                                        f"{done}/{npoints} points; stopped before {shape.id} M={m}")
+                    run["truncated"] = (
+                        f"--budget-s {cfg.budget_s:g} reached after "
+                        f"{done}/{npoints} points; stopped before {shape.id} M={m}"
+                    )
                     break
                 tp = time.perf_counter()
                 try:
-                    rows, line = _point(shape, m, bps, weights, _n_calls(shape, m, l2, cfg),
-                                        clock, cfg, g)
+                    rows, line = _point(shape, m, bps, weights, _n_calls(shape, m, l2, cfg), clock, cfg, g)
                 except torch.OutOfMemoryError as e:
                     rows, line = [], f"out of memory: {str(e).splitlines()[0][:200]}"
                     torch.cuda.empty_cache()
                 for r in rows:
-                    r.update(label=label, vllm=s.vllm_version, device=env["device_name"],
-                             shape=shape.id, model=shape.model, layer=shape.layer, n=shape.n,
-                             k=shape.k, m=m, m_mod4=m % 4)
+                    r.update(
+                        label=label,
+                        vllm=s.vllm_version,
+                        device=env["device_name"],
+                        shape=shape.id,
+                        model=shape.model,
+                        layer=shape.layer,
+                        n=shape.n,
+                        k=shape.k,
+                        m=m,
+                        m_mod4=m % 4,
+                    )
                     for mode in ("graph", "eager"):
                         tf = r.get(f"{mode}_tflops")
-                        r[f"{mode}_peak_frac"] = tf / env["peak_tflops"] if (
-                            tf and env["peak_tflops"]) else None
+                        r[f"{mode}_peak_frac"] = (
+                            tf / env["peak_tflops"] if (tf and env["peak_tflops"]) else None
+                        )
                 run["rows"].extend(rows)
                 done += 1
-                _log(f"  M={m:<5} us graph/eager: {line}  ({time.perf_counter() - tp:.1f}s, "
-                     f"{time.perf_counter() - t0:.0f}s)")
+                _log(
+                    f"  M={m:<5} us graph/eager: {line}  ({time.perf_counter() - tp:.1f}s, "
+                    f"{time.perf_counter() - t0:.0f}s)"
+                )
             del weights
             if clock.cuda:
                 torch.cuda.empty_cache()
@@ -1399,8 +1726,10 @@ def main(args: argparse.Namespace, extra: list[str]) -> int:
     if clock.cuda:
         env["nvidia_smi_end"] = _nvsmi()
     files = write_outputs(run, cfg, final=True)
-    _log(f"wrote {', '.join(str(f) for f in files)}"
-         + (f" (TRUNCATED: {run['truncated']})" if run["truncated"] else ""))
+    _log(
+        f"wrote {', '.join(str(f) for f in files)}"
+        + (f" (TRUNCATED: {run['truncated']})" if run["truncated"] else "")
+    )
     if run["truncated"] == "interrupted (Ctrl-C)":
         return 130
     return 0

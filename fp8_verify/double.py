@@ -36,8 +36,7 @@ from __future__ import annotations
 import torch
 
 SCHEMA = (
-    "cutlass_scaled_mm(Tensor! out, Tensor a, Tensor b, Tensor a_scales, Tensor b_scales, "
-    "Tensor? bias) -> ()"
+    "cutlass_scaled_mm(Tensor! out, Tensor a, Tensor b, Tensor a_scales, Tensor b_scales, Tensor? bias) -> ()"
 )
 GROUP = 128
 
@@ -86,17 +85,28 @@ def check_preconditions(out, a, b, a_scales, b_scales, bias) -> bool:
         return False
     _check(a_scales.dim() == 2, helper, "a scale must be 2d tensor.")
     _check(b_scales.dim() == 2, helper, "b scale must be 2d tensor.")
-    _check(m == a_scales.size(0) and _cdiv(k, GROUP) == a_scales.size(1), helper + ":44",
-           "a_scale_group_shape must be [1, 128].")
-    _check(_cdiv(k, GROUP) == b_scales.size(0) and _cdiv(n, GROUP) == b_scales.size(1),
-           helper + ":48", "b_scale_group_shape must be [128, 128].")
+    _check(
+        m == a_scales.size(0) and _cdiv(k, GROUP) == a_scales.size(1),
+        helper + ":44",
+        "a_scale_group_shape must be [1, 128].",
+    )
+    _check(
+        _cdiv(k, GROUP) == b_scales.size(0) and _cdiv(n, GROUP) == b_scales.size(1),
+        helper + ":48",
+        "b_scale_group_shape must be [128, 128].",
+    )
     _check(bias is None, helper + ":54", "Bias not yet supported blockwise scaled_mm")
-    _check(out.dtype in (torch.bfloat16, torch.float16),
-           "cutlass_scaled_mm_blockwise_sm90_fp8 c3x/scaled_mm_blockwise_sm90_fp8.cu:17")
+    _check(
+        out.dtype in (torch.bfloat16, torch.float16),
+        "cutlass_scaled_mm_blockwise_sm90_fp8 c3x/scaled_mm_blockwise_sm90_fp8.cu:17",
+    )
     # Seen on an H100 with vLLM 0.23.0: the stable-ABI build has no "a_scales must be M major" /
     # "b_scales must be K major" checks (the layouts are assumed, see _as_kernel_reads).
-    _check(m % 4 == 0, "cutlass_gemm_caller_blockwise c3x/scaled_mm_blockwise_sm90_fp8_dispatch.cuh:125",
-           "m must be divisible by 4")
+    _check(
+        m % 4 == 0,
+        "cutlass_gemm_caller_blockwise c3x/scaled_mm_blockwise_sm90_fp8_dispatch.cuh:125",
+        "m must be divisible by 4",
+    )
     # CUTLASS cannot build the TMA descriptor for an empty A
     _check(m > 0, "cutlass_gemm_caller c3x/cutlass_gemm_caller.cuh:61", "Error Internal")
     return True
@@ -127,11 +137,7 @@ def _scaled_mm_cpu(out, a, b, a_scales, b_scales, bias) -> None:
     blockwise = check_preconditions(out, a, b, a_scales, b_scales, bias)
     m, k, n = a.size(0), a.size(1), b.size(1)
     if not blockwise:
-        acc = (
-            (a.float() @ b.float())
-            * a_scales.reshape(-1, 1).float()
-            * b_scales.reshape(1, -1).float()
-        )
+        acc = (a.float() @ b.float()) * a_scales.reshape(-1, 1).float() * b_scales.reshape(1, -1).float()
         if bias is not None:
             acc = acc + bias.float()
         out.copy_(acc.to(out.dtype))

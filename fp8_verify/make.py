@@ -70,9 +70,7 @@ class ProblemSpec:
         return d
 
 
-def _random_codes(
-    shape: tuple[int, ...], g: torch.Generator, lo: int = 0, hi: int = 0x7F
-) -> torch.Tensor:
+def _random_codes(shape: tuple[int, ...], g: torch.Generator, lo: int = 0, hi: int = 0x7F) -> torch.Tensor:
     """Uniform e4m3 codes with magnitude bits in [lo, hi) (0x7F is NaN in e4m3fn, so excluded)."""
     mag = torch.randint(lo, hi, shape, generator=g, dtype=torch.int16, device=g.device)
     sign = torch.randint(0, 2, shape, generator=g, dtype=torch.int16, device=g.device) * 0x80
@@ -87,16 +85,12 @@ def _values(regime: str, shape: tuple[int, int], g: torch.Generator) -> torch.Te
     if regime == "extreme":
         x = _random_codes(shape, g)
         top = torch.rand(shape, generator=g, device=g.device) < 0.8
-        big = torch.where(torch.rand(shape, generator=g, device=g.device) < 0.5, -448.0, 448.0).to(
-            FP8
-        )
+        big = torch.where(torch.rand(shape, generator=g, device=g.device) < 0.5, -448.0, 448.0).to(FP8)
         return torch.where(top, big.view(torch.uint8), x.view(torch.uint8)).view(FP8)
     if regime == "sparse":
         x = _random_codes(shape, g).view(torch.uint8)
         return (
-            torch.where(torch.rand(shape, generator=g, device=g.device) < 0.9, 0, x)
-            .to(torch.uint8)
-            .view(FP8)
+            torch.where(torch.rand(shape, generator=g, device=g.device) < 0.9, 0, x).to(torch.uint8).view(FP8)
         )
     raise ValueError(regime)
 
@@ -132,9 +126,7 @@ def make(
     if spec.values == "quantized":
         x = torch.randn(m, k, generator=g, device=g.device)
         if spec.row_spread:
-            x = x * torch.pow(
-                10.0, spec.row_spread * torch.rand(m, 1, generator=g, device=g.device)
-            )
+            x = x * torch.pow(10.0, spec.row_spread * torch.rand(m, 1, generator=g, device=g.device))
         w = torch.randn(n, k, generator=g, device=g.device) * 0.05
         p = quantize(x, w, spec.block, dtype, ue8m0=spec.scales == "ue8m0", origin=origin)
     else:

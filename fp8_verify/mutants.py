@@ -55,8 +55,12 @@ RUNNER_ENV = "FP8_VERIFY_MUTANT_RUNNER"  # set by main(): no shrinking, no examp
 # Properties run on each mutant. Finding-marked properties are strict xfails on 0.23.0: they fail
 # whatever the mutant does, so they cannot kill one (only an accidental fix would, as an XPASS).
 # The suite's self-tests (oracle, strategies) never call vLLM: no mutant can change their outcome.
-DEFAULT_SELECTION = ("-m", "not finding", "--ignore=tests/test_oracle.py",
-                     "--ignore=tests/test_strategies.py")
+DEFAULT_SELECTION = (
+    "-m",
+    "not finding",
+    "--ignore=tests/test_oracle.py",
+    "--ignore=tests/test_strategies.py",
+)
 # With -x the first failure ends a run: numeric properties of the eager paths go first (cheap, and
 # the core claim), then the rest in file order, compiled tests last.
 FIRST = ("test_paths.py", "test_mutants.py")
@@ -81,11 +85,16 @@ class Mutant:
     equivalent: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "category": self.category, "description": self.description,
-                "equivalent": self.equivalent}
+        return {
+            "id": self.id,
+            "category": self.category,
+            "description": self.description,
+            "equivalent": self.equivalent,
+        }
 
 
 # -- source-level mutation ------------------------------------------------------------------------
+
 
 def _cutlass_module():
     """The vLLM module holding ``_padded_cutlass`` (0.23.x layout or its predecessor)."""
@@ -114,8 +123,10 @@ def _edit_source(mutant_id: str, name: str, *edits: tuple[str, str]) -> Undo:
     src = textwrap.dedent(inspect.getsource(fn))
     for old, new in edits:
         if src.count(old) != 1:
-            raise MutantError(f"{mutant_id}: {old!r} occurs {src.count(old)} times in {name}, "
-                              "expected once; this vLLM's source differs from 0.23.0")
+            raise MutantError(
+                f"{mutant_id}: {old!r} occurs {src.count(old)} times in {name}, "
+                "expected once; this vLLM's source differs from 0.23.0"
+            )
         src = src.replace(old, new)
     filename = f"<fp8-verify mutant {mutant_id}: {fn.__module__}.{name}>"
     tree = ast.parse(src, filename)
@@ -157,8 +168,9 @@ def _source(name: str, *edits: tuple[str, str]) -> _SourceEdit:
 # -- kernel mutation: wrap vllm._custom_ops.cutlass_scaled_mm -------------------------------------
 
 OpFn = Callable[..., torch.Tensor]
-Transform = Callable[[OpFn, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.dtype],
-                     torch.Tensor]
+Transform = Callable[
+    [OpFn, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.dtype], torch.Tensor
+]
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -167,8 +179,7 @@ def _cdiv(a: int, b: int) -> int:
 
 def _strides_are(t: torch.Tensor, strides: tuple[int, ...]) -> bool:
     """``t`` has these strides (dimensions of size 1 may have any stride)."""
-    return all(size == 1 or st == want for size, st, want in zip(t.shape, t.stride(), strides,
-                                                                   strict=True))
+    return all(size == 1 or st == want for size, st, want in zip(t.shape, t.stride(), strides, strict=True))
 
 
 def _blockwise_call(a, b, sa, sb, bias) -> bool:
@@ -184,8 +195,12 @@ def _blockwise_call(a, b, sa, sb, bias) -> bool:
         return False  # the per-token / per-channel kernel, not the block-wise one
     if tuple(sa.shape) != (m, kb) or tuple(sb.shape) != (kb, nb) or sa.dtype != torch.float32:
         return False
-    return (_strides_are(a, (k, 1)) and _strides_are(b, (1, k)) and _strides_are(sa, (1, m))
-            and _strides_are(sb, (1, kb)))
+    return (
+        _strides_are(a, (k, 1))
+        and _strides_are(b, (1, k))
+        and _strides_are(sa, (1, m))
+        and _strides_are(sb, (1, kb))
+    )
 
 
 def _wrap_kernel(transform: Transform) -> Undo:
@@ -230,8 +245,9 @@ def _emulate(a, b, sa, sb, out_dtype, segments, acc_dtype=torch.float32) -> torc
     return acc.to(out_dtype)
 
 
-def _recompute(segments_of: Callable[[int], list[tuple[int, int, int]]],
-               acc_dtype: torch.dtype = torch.float32) -> Transform:
+def _recompute(
+    segments_of: Callable[[int], list[tuple[int, int, int]]], acc_dtype: torch.dtype = torch.float32
+) -> Transform:
     """A kernel whose arithmetic is :func:`_emulate` with ``segments_of(K)``. The original op runs
     first, so its preconditions and errors are unchanged."""
 
@@ -251,8 +267,7 @@ def _blocks_shifted_127(k: int) -> list[tuple[int, int, int]]:
     """Group boundaries at 128 g - 1 instead of 128 g: the last column of every K-block but the last
     is scaled with the next block's scales."""
     kb = _cdiv(k, GROUP)
-    return [(g, max(0, g * GROUP - 1), k if g == kb - 1 else (g + 1) * GROUP - 1)
-            for g in range(kb)]
+    return [(g, max(0, g * GROUP - 1), k if g == kb - 1 else (g + 1) * GROUP - 1) for g in range(kb)]
 
 
 def _drop_partial_k_block(original, a, b, sa, sb, out_dtype):
@@ -304,87 +319,144 @@ _SLICE = "return output[0 : qx.shape[0], ...]"
 
 _ROW_INDEPENDENT = (
     "output row i depends only on row i of A and of the activation scales (a GEMM), and the padded "
-    "rows are sliced off before anything sees them")
+    "rows are sliced off before anything sees them"
+)
 
 _CATALOGUE: tuple[Mutant, ...] = (
-    Mutant("slice-short", "routing",
-           "_padded_cutlass returns output[0:M-1]: the last row is lost",
-           _source("_padded_cutlass", (_SLICE, "return output[0 : qx.shape[0] - 1, ...]"))),
-    Mutant("slice-shift", "routing",
-           "_padded_cutlass returns output[1:M+1]: every row is its successor, a padding row last",
-           _source("_padded_cutlass", (_SLICE, "return output[1 : qx.shape[0] + 1, ...]"))),
-    Mutant("scale-pad-zeros", "routing",
-           "_padded_cutlass pads the activation scales with zeros instead of ones",
-           _source("_padded_cutlass",
-                   ("padded_x_scale = torch.ones(", "padded_x_scale = torch.zeros(")),
-           equivalent=f"the padded rows of A are zeros, so their outputs are 0 with either scale; "
-           f"{_ROW_INDEPENDENT}"),
-    Mutant("scale-layout-rowmajor", "routing",
-           "_padded_cutlass builds the padded activation scales row-major [M_pad, kb] "
-           "(no .permute), but the kernel reads them M-major",
-           _source("_padded_cutlass",
-                   ("[*x_scale.shape[1:], padded]", "[padded, *x_scale.shape[1:]]"),
-                   (").permute(-1, -2)", ")"))),
-    Mutant("predicate-inverted", "routing",
-           "_dynamic_padded_cutlass (eager) pads when M % 4 == 0 and calls the kernel directly "
-           "when M % 4 != 0",
-           _source("_dynamic_padded_cutlass",
-                   (_EAGER_IF, _EAGER_IF.replace("% 4 != 0", "% 4 == 0")))),
-    Mutant("pad-multiple-8", "routing",
-           "_padded_cutlass pads M to a multiple of 8 instead of 4",
-           _source("_padded_cutlass", ("pad_multiple = 4", "pad_multiple = 8")),
-           equivalent="a multiple of 8 is a multiple of 4, so the kernel still gets an M it takes; "
-           f"the extra rows are zeros and {_ROW_INDEPENDENT}. Only the cost changes (up to 7 "
-           "wasted rows instead of 3; M = 4 mod 8 is now padded too). Even the bits are the same "
-           "on Hopper: the padded M stays within the same 128-row tile count, so the kernel's "
-           "schedule (StreamK for K > 3N) is unchanged, up to the nondeterminism of StreamK's "
-           "reduction, which the original has too"),
-    Mutant("pad-multiple-2", "routing",
-           "_padded_cutlass pads M to a multiple of 2 instead of 4 (M = 2 mod 4 reaches the "
-           "kernel)",
-           _source("_padded_cutlass", ("pad_multiple = 4", "pad_multiple = 2"))),
-    Mutant("fake-shape", "routing",
-           "the fake implementation (torch.compile's shape function) returns [M, K] instead of "
-           "[M, N]",
-           _source("_padded_cutlass_fake",
-                   ("(qx.size(0), weight.size(0))", "(qx.size(0), weight.size(1))"))),
-    Mutant("fake-dtype", "routing",
-           "the fake implementation always says bfloat16, whatever output_dtype is",
-           _source("_padded_cutlass_fake", ("dtype=output_dtype", "dtype=torch.bfloat16"))),
-    Mutant("kernel-drop-partial-k", "kernel",
-           "the mainloop drops a partial last K-block (K % 128 != 0)",
-           _kernel(_drop_partial_k_block)),
-    Mutant("kernel-neighbour-row-scale", "kernel",
-           "row 1 is scaled with row 0's activation scales",
-           _kernel(_neighbour_row_scale)),
-    Mutant("kernel-transposed-b-scale", "kernel",
-           "the weight-scale index is transposed (reads [kb, nb] as if N-major)",
-           _kernel(_transposed_b_scale)),
-    Mutant("kernel-bf16-accum", "kernel",
-           "the per-block promotion accumulates in bf16 instead of fp32 (scaled partials and the "
-           "running sum rounded to bf16)",
-           _kernel(_recompute(_blocks, acc_dtype=torch.bfloat16))),
-    Mutant("kernel-scale-edge-127", "kernel",
-           "off-by-one at the K-block edge: scale groups start at 128 g - 1, so column 127 of each "
-           "block takes the next block's scales",
-           _kernel(_recompute(_blocks_shifted_127))),
-    Mutant("kernel-row-offset", "kernel",
-           "the store of the last 128-row tile is one row off: row i gets row i+1, the last row "
-           "gets a padding row (zeros)",
-           _kernel(_row_offset)),
-    Mutant("host-sync", "compile",
-           "_dynamic_padded_cutlass (eager) reads x_scale.amax().item() to skip all-zero inputs: a "
-           "device-to-host synchronisation inside the op (breaks CUDA-graph capture; results "
-           "unchanged)",
-           _source("_dynamic_padded_cutlass", (_EAGER_IF, (
-               "    if x_scale.amax().item() == 0.0:\n"
-               "        return torch.zeros((qx.shape[0], weight.shape[0]), dtype=output_dtype,\n"
-               "                           device=qx.device)\n" + _EAGER_IF)))),
-    Mutant("data-dependent-shape", "compile",
-           "_padded_cutlass drops the padding rows with a boolean mask instead of a slice: the "
-           "output's shape depends on tensor data (nonzero), values unchanged",
-           _source("_padded_cutlass", (_SLICE, (
-               "return output[torch.arange(padded, device=output.device) < qx.shape[0]]")))),
+    Mutant(
+        "slice-short",
+        "routing",
+        "_padded_cutlass returns output[0:M-1]: the last row is lost",
+        _source("_padded_cutlass", (_SLICE, "return output[0 : qx.shape[0] - 1, ...]")),
+    ),
+    Mutant(
+        "slice-shift",
+        "routing",
+        "_padded_cutlass returns output[1:M+1]: every row is its successor, a padding row last",
+        _source("_padded_cutlass", (_SLICE, "return output[1 : qx.shape[0] + 1, ...]")),
+    ),
+    Mutant(
+        "scale-pad-zeros",
+        "routing",
+        "_padded_cutlass pads the activation scales with zeros instead of ones",
+        _source("_padded_cutlass", ("padded_x_scale = torch.ones(", "padded_x_scale = torch.zeros(")),
+        equivalent=f"the padded rows of A are zeros, so their outputs are 0 with either scale; "
+        f"{_ROW_INDEPENDENT}",
+    ),
+    Mutant(
+        "scale-layout-rowmajor",
+        "routing",
+        "_padded_cutlass builds the padded activation scales row-major [M_pad, kb] "
+        "(no .permute), but the kernel reads them M-major",
+        _source(
+            "_padded_cutlass",
+            ("[*x_scale.shape[1:], padded]", "[padded, *x_scale.shape[1:]]"),
+            (").permute(-1, -2)", ")"),
+        ),
+    ),
+    Mutant(
+        "predicate-inverted",
+        "routing",
+        "_dynamic_padded_cutlass (eager) pads when M % 4 == 0 and calls the kernel directly when M % 4 != 0",
+        _source("_dynamic_padded_cutlass", (_EAGER_IF, _EAGER_IF.replace("% 4 != 0", "% 4 == 0"))),
+    ),
+    Mutant(
+        "pad-multiple-8",
+        "routing",
+        "_padded_cutlass pads M to a multiple of 8 instead of 4",
+        _source("_padded_cutlass", ("pad_multiple = 4", "pad_multiple = 8")),
+        equivalent="a multiple of 8 is a multiple of 4, so the kernel still gets an M it takes; "
+        f"the extra rows are zeros and {_ROW_INDEPENDENT}. Only the cost changes (up to 7 "
+        "wasted rows instead of 3; M = 4 mod 8 is now padded too). Even the bits are the same "
+        "on Hopper: the padded M stays within the same 128-row tile count, so the kernel's "
+        "schedule (StreamK for K > 3N) is unchanged, up to the nondeterminism of StreamK's "
+        "reduction, which the original has too",
+    ),
+    Mutant(
+        "pad-multiple-2",
+        "routing",
+        "_padded_cutlass pads M to a multiple of 2 instead of 4 (M = 2 mod 4 reaches the kernel)",
+        _source("_padded_cutlass", ("pad_multiple = 4", "pad_multiple = 2")),
+    ),
+    Mutant(
+        "fake-shape",
+        "routing",
+        "the fake implementation (torch.compile's shape function) returns [M, K] instead of [M, N]",
+        _source("_padded_cutlass_fake", ("(qx.size(0), weight.size(0))", "(qx.size(0), weight.size(1))")),
+    ),
+    Mutant(
+        "fake-dtype",
+        "routing",
+        "the fake implementation always says bfloat16, whatever output_dtype is",
+        _source("_padded_cutlass_fake", ("dtype=output_dtype", "dtype=torch.bfloat16")),
+    ),
+    Mutant(
+        "kernel-drop-partial-k",
+        "kernel",
+        "the mainloop drops a partial last K-block (K % 128 != 0)",
+        _kernel(_drop_partial_k_block),
+    ),
+    Mutant(
+        "kernel-neighbour-row-scale",
+        "kernel",
+        "row 1 is scaled with row 0's activation scales",
+        _kernel(_neighbour_row_scale),
+    ),
+    Mutant(
+        "kernel-transposed-b-scale",
+        "kernel",
+        "the weight-scale index is transposed (reads [kb, nb] as if N-major)",
+        _kernel(_transposed_b_scale),
+    ),
+    Mutant(
+        "kernel-bf16-accum",
+        "kernel",
+        "the per-block promotion accumulates in bf16 instead of fp32 (scaled partials and the "
+        "running sum rounded to bf16)",
+        _kernel(_recompute(_blocks, acc_dtype=torch.bfloat16)),
+    ),
+    Mutant(
+        "kernel-scale-edge-127",
+        "kernel",
+        "off-by-one at the K-block edge: scale groups start at 128 g - 1, so column 127 of each "
+        "block takes the next block's scales",
+        _kernel(_recompute(_blocks_shifted_127)),
+    ),
+    Mutant(
+        "kernel-row-offset",
+        "kernel",
+        "the store of the last 128-row tile is one row off: row i gets row i+1, the last row "
+        "gets a padding row (zeros)",
+        _kernel(_row_offset),
+    ),
+    Mutant(
+        "host-sync",
+        "compile",
+        "_dynamic_padded_cutlass (eager) reads x_scale.amax().item() to skip all-zero inputs: a "
+        "device-to-host synchronisation inside the op (breaks CUDA-graph capture; results "
+        "unchanged)",
+        _source(
+            "_dynamic_padded_cutlass",
+            (
+                _EAGER_IF,
+                (
+                    "    if x_scale.amax().item() == 0.0:\n"
+                    "        return torch.zeros((qx.shape[0], weight.shape[0]), dtype=output_dtype,\n"
+                    "                           device=qx.device)\n" + _EAGER_IF
+                ),
+            ),
+        ),
+    ),
+    Mutant(
+        "data-dependent-shape",
+        "compile",
+        "_padded_cutlass drops the padding rows with a boolean mask instead of a slice: the "
+        "output's shape depends on tensor data (nonzero), values unchanged",
+        _source(
+            "_padded_cutlass",
+            (_SLICE, ("return output[torch.arange(padded, device=output.device) < qx.shape[0]]")),
+        ),
+    ),
 )
 
 CATALOGUE: dict[str, Mutant] = {
@@ -422,6 +494,7 @@ def active() -> str | None:
 
 # -- pytest hook for the runner's subprocesses (loaded with ``-p fp8_verify.mutants``) ------------
 
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     """In a runner subprocess: the chosen profile without shrinking (a kill needs one failing
@@ -433,8 +506,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     name = settings.get_current_profile_name()
     phases = [p for p in settings.default.phases if p not in (Phase.shrink, Phase.explain)]
-    settings.register_profile(f"{name}-mutants", settings.get_profile(name), phases=phases,
-                              database=None)
+    settings.register_profile(f"{name}-mutants", settings.get_profile(name), phases=phases, database=None)
     settings.load_profile(f"{name}-mutants")
 
 
@@ -448,13 +520,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         first = FIRST.index(name) if name in FIRST else len(FIRST)
         params = getattr(item, "callspec", None) and item.callspec.params
         compiled = item.get_closest_marker("compiled") is not None or (
-            bool(params) and params.get("path") in ("compiled_op", "dynamic_compiled"))
+            bool(params) and params.get("path") in ("compiled_op", "dynamic_compiled")
+        )
         return (compiled, first)
 
     items.sort(key=key)
 
 
 # -- the runner ----------------------------------------------------------------------------------
+
 
 @dataclass
 class Run:
@@ -469,15 +543,19 @@ class Run:
         return [r for r in self.results if r["outcome"] in ("failed", "error")]
 
 
-def _pytest_run(mutant_id: str | None, profile: str, selection: list[str], exitfirst: bool,
-                deselect: list[str], log_dir: Path) -> Run:
+def _pytest_run(
+    mutant_id: str | None,
+    profile: str,
+    selection: list[str],
+    exitfirst: bool,
+    deselect: list[str],
+    log_dir: Path,
+) -> Run:
     report = log_dir / f"{mutant_id or 'control'}.json"
-    cmd = [sys.executable, "-m", "fp8_verify", "check", "--profile", profile,
-           "--report", str(report)]
+    cmd = [sys.executable, "-m", "fp8_verify", "check", "--profile", profile, "--report", str(report)]
     if mutant_id:
         cmd += ["--mutant", mutant_id]
-    cmd += ["-q", "-p", "no:xdist", "-p", "fp8_verify.mutants", *(["-x"] if exitfirst else []),
-            *selection]
+    cmd += ["-q", "-p", "no:xdist", "-p", "fp8_verify.mutants", *(["-x"] if exitfirst else []), *selection]
     for nodeid in deselect:
         cmd += ["--deselect", nodeid]
     env = dict(os.environ)
@@ -486,8 +564,7 @@ def _pytest_run(mutant_id: str | None, profile: str, selection: list[str], exitf
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))
     t0 = time.monotonic()
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=RUN_TIMEOUT_S)
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
         code, out = proc.returncode, proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as e:
         partial = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout
@@ -518,14 +595,22 @@ def _run_baselines(mutant_id: str | None) -> dict:
 def _mutant_row(m: Mutant, run: Run) -> dict:
     failed = run.failed()
     killed = run.exit_code == 1 and bool(failed)
-    status = "killed" if killed else ("survived" if run.exit_code == 0 else
-                                      "timeout" if run.exit_code == -1 else "error")
-    row = {**m.to_dict(), "status": status, "killed": killed, "exit_code": run.exit_code,
-           "examples_to_kill": failed[0]["examples"] if killed else None,
-           "seconds_to_kill": round(run.seconds, 1) if killed else None,
-           "seconds": round(run.seconds, 1),
-           "killed_by": sorted({_test_name(r) for r in failed}),
-           "reason": (failed[0].get("reason") or "")[:600] if failed else None}
+    status = (
+        "killed"
+        if killed
+        else ("survived" if run.exit_code == 0 else "timeout" if run.exit_code == -1 else "error")
+    )
+    row = {
+        **m.to_dict(),
+        "status": status,
+        "killed": killed,
+        "exit_code": run.exit_code,
+        "examples_to_kill": failed[0]["examples"] if killed else None,
+        "seconds_to_kill": round(run.seconds, 1) if killed else None,
+        "seconds": round(run.seconds, 1),
+        "killed_by": sorted({_test_name(r) for r in failed}),
+        "reason": (failed[0].get("reason") or "")[:600] if failed else None,
+    }
     if status == "error":
         row["reason"] = run.tail[-1500:]
     return row
@@ -540,9 +625,11 @@ def _caught(b: dict, name: str) -> str:
 
 def table(rows: list[dict]) -> list[str]:
     """The mutant table as Markdown lines (what ``docs/mutation.md`` holds)."""
-    out = ["| mutant | category | equivalent? | killed? | examples | seconds | killed by "
-           "| vLLM metric caught? | calc_diff caught? |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| mutant | category | equivalent? | killed? | examples | seconds | killed by "
+        "| vLLM metric caught? | calc_diff caught? |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         killed = {"killed": "yes", "survived": "no"}.get(r["status"], r["status"])
         b = r.get("baselines", {})
@@ -551,7 +638,8 @@ def table(rows: list[dict]) -> list[str]:
             f"| {r['examples_to_kill'] if r['examples_to_kill'] is not None else '-'} "
             f"| {r['seconds_to_kill'] if r['seconds_to_kill'] is not None else '-'} "
             f"| {', '.join(r['killed_by']) or '-'} | {_caught(b, 'vllm_metric')} "
-            f"| {_caught(b, 'calc_diff')} |")
+            f"| {_caught(b, 'calc_diff')} |"
+        )
     return out
 
 
@@ -580,15 +668,15 @@ def main(args, extra: list[str]) -> int:
     selection = list(extra) if extra else list(DEFAULT_SELECTION)
     log_dir = Path(tempfile.mkdtemp(prefix="fp8-verify-mutants-"))
     say = functools.partial(print, file=sys.stderr, flush=True)
-    say(f"fp8-verify mutants: profile {profile}, selection {' '.join(selection)}, "
-        f"logs in {log_dir}")
+    say(f"fp8-verify mutants: profile {profile}, selection {' '.join(selection)}, logs in {log_dir}")
 
     t0 = time.monotonic()
     control = _pytest_run(None, profile, selection, False, [], log_dir)
     control_failed = sorted({r["test"] for r in control.failed()})
-    say(f"control: exit {control.exit_code} in {control.seconds:.0f} s"
-        + (f"; FAILING (excluded from mutant runs): {', '.join(control_failed)}"
-           if control_failed else ""))
+    say(
+        f"control: exit {control.exit_code} in {control.seconds:.0f} s"
+        + (f"; FAILING (excluded from mutant runs): {', '.join(control_failed)}" if control_failed else "")
+    )
     if control.exit_code not in (0, 1):
         say(control.tail)
         return 1
@@ -603,9 +691,11 @@ def main(args, extra: list[str]) -> int:
         row = _mutant_row(m, run)
         row["baselines"] = _run_baselines(i)
         rows.append(row)
-        say(f"{i}: {row['status']} in {run.seconds:.0f} s"
+        say(
+            f"{i}: {row['status']} in {run.seconds:.0f} s"
             + (f" by {', '.join(row['killed_by'])}" if row["killed"] else "")
-            + (f"\n  {row['reason'][:400]}" if row["status"] == "error" else ""))
+            + (f"\n  {row['reason'][:400]}" if row["status"] == "error" else "")
+        )
     report = {
         "profile": profile,
         "selection": selection,
@@ -613,31 +703,44 @@ def main(args, extra: list[str]) -> int:
         "backend": s.backend,
         "device": s.device_name() if s.available else None,
         "seconds": round(time.monotonic() - t0, 1),
-        "control": {"passed": control.exit_code == 0, "exit_code": control.exit_code,
-                    "seconds": round(control.seconds, 1), "failed": control_failed,
-                    "baselines": control_baselines},
+        "control": {
+            "passed": control.exit_code == 0,
+            "exit_code": control.exit_code,
+            "seconds": round(control.seconds, 1),
+            "failed": control_failed,
+            "baselines": control_baselines,
+        },
         "mutants": rows,
     }
     if args.report:
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report).write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"vLLM {s.vllm_version}, kernel {s.backend}, profile {profile}, "
-          f"selection {' '.join(selection)}; control "
-          f"{'passed' if control.exit_code == 0 else 'FAILED: ' + ', '.join(control_failed)}")
+    print(
+        f"vLLM {s.vllm_version}, kernel {s.backend}, profile {profile}, "
+        f"selection {' '.join(selection)}; control "
+        f"{'passed' if control.exit_code == 0 else 'FAILED: ' + ', '.join(control_failed)}"
+    )
     for line in table(rows):
         print(line)
-    false_alarm = [k for k, b in control_baselines.items()
-                   if isinstance(b, dict) and b.get("caught")]
+    false_alarm = [k for k, b in control_baselines.items() if isinstance(b, dict) and b.get("caught")]
     survivors = [r["id"] for r in rows if not r["equivalent"] and not r["killed"]]
     killed_equivalent = [r["id"] for r in rows if r["equivalent"] and r["killed"]]
     if survivors:
         print(f"surviving non-equivalent mutants: {', '.join(survivors)}")
     if killed_equivalent:
-        print(f"equivalent mutants killed (a false alarm or a wrong equivalence claim): "
-              f"{', '.join(killed_equivalent)}")
+        print(
+            f"equivalent mutants killed (a false alarm or a wrong equivalence claim): "
+            f"{', '.join(killed_equivalent)}"
+        )
     if false_alarm:
         print(f"baselines that flag the unmutated subject: {', '.join(false_alarm)}")
     if args.report:
         print(f"report: {args.report}")
-    return int(bool(control_failed or survivors or killed_equivalent
-                    or any(r["status"] in ("error", "timeout") for r in rows)))
+    return int(
+        bool(
+            control_failed
+            or survivors
+            or killed_equivalent
+            or any(r["status"] in ("error", "timeout") for r in rows)
+        )
+    )

@@ -64,9 +64,7 @@ class BlockScaledProblem:
         if tuple(self.a_scale.shape) != (m, cdiv(k, bk)):
             errs.append(f"a_scale is {tuple(self.a_scale.shape)}, expected {(m, cdiv(k, bk))}")
         if tuple(self.b_scale.shape) != (cdiv(n, bn), cdiv(k, bk)):
-            errs.append(
-                f"b_scale is {tuple(self.b_scale.shape)}, expected {(cdiv(n, bn), cdiv(k, bk))}"
-            )
+            errs.append(f"b_scale is {tuple(self.b_scale.shape)}, expected {(cdiv(n, bn), cdiv(k, bk))}")
         if self.out_dtype not in OUT_DTYPES:
             errs.append(f"out_dtype {self.out_dtype} is not one of {OUT_DTYPES}")
         return errs
@@ -111,9 +109,7 @@ class BlockScaledProblem:
     def describe(self) -> str:
         """One line naming the problem: dims, block, dtype and how it was drawn."""
         o = ", ".join(
-            f"{k}={v}"
-            for k, v in self.origin.items()
-            if k not in ("m", "n", "k", "block", "out_dtype")
+            f"{k}={v}" for k, v in self.origin.items() if k not in ("m", "n", "k", "block", "out_dtype")
         )
         dt = str(self.out_dtype).removeprefix("torch.")
         return (

@@ -13,9 +13,7 @@ import torch
 from .problem import BlockScaledProblem
 
 
-def expand_scales(
-    scale: torch.Tensor, rows: int, cols: int, block: tuple[int, int]
-) -> torch.Tensor:
+def expand_scales(scale: torch.Tensor, rows: int, cols: int, block: tuple[int, int]) -> torch.Tensor:
     """Repeat each block scale over its ``block`` of a [rows, cols] matrix (partial blocks cut)."""
     br, bc = block
     return scale.repeat_interleave(br, dim=0)[:rows].repeat_interleave(bc, dim=1)[:, :cols]

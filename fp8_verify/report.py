@@ -39,9 +39,7 @@ def text_summary(results: list[dict]) -> list[str]:
     head = "property".ljust(w) + "  " + "  ".join(c.ljust(16) for c in cols)
     lines = [head, "-" * len(head)]
     for p in props:
-        lines.append(
-            p.ljust(w) + "  " + "  ".join(_cell_text(cells.get((p, c))).ljust(16) for c in cols)
-        )
+        lines.append(p.ljust(w) + "  " + "  ".join(_cell_text(cells.get((p, c))).ljust(16) for c in cols))
     totals = {o: sum(r["outcome"] == o for r in results) for o in ORDER}
     lines.append(", ".join(f"{n} {o}" for o, n in totals.items() if n))
     return lines

@@ -70,8 +70,7 @@ def _():
         section="schema",
         schema=str(op._schema),
         kernels=keys,
-        has_fake=torch._library.simple_registry.singleton.find(op.name()).fake_impl.kernel
-        is not None,
+        has_fake=torch._library.simple_registry.singleton.find(op.name()).fake_impl.kernel is not None,
     )
 
 
@@ -115,9 +114,7 @@ def _():
     def fresh():
         return torch.empty(p.m, p.n, dtype=p.out_dtype, device=DEV)
 
-    try_op(
-        "a_scale row-major", fresh(), p.a, p.b.T, p.a_scale.contiguous(), p.b_scale.T, ref=o, p=p
-    )
+    try_op("a_scale row-major", fresh(), p.a, p.b.T, p.a_scale.contiguous(), p.b_scale.T, ref=o, p=p)
     try_op(
         "b_scale contiguous (not transposed view)",
         fresh(),
@@ -128,9 +125,7 @@ def _():
         ref=o,
         p=p,
     )
-    try_op(
-        "b row-major (B not transposed)", fresh(), p.a, p.b.T.contiguous(), p.a_scale, p.b_scale.T
-    )
+    try_op("b row-major (B not transposed)", fresh(), p.a, p.b.T.contiguous(), p.a_scale, p.b_scale.T)
     try_op(
         "bias bf16",
         fresh(),
@@ -239,9 +234,7 @@ def _():
 @section("overflow")
 def _():
     p = make(
-        ProblemSpec(
-            m=8, n=256, k=384, values="extreme", scales="huge", out_dtype="float16", seed=2
-        ),
+        ProblemSpec(m=8, n=256, k=384, values="extreme", scales="huge", out_dtype="float16", seed=2),
         DEV,
     )
     out = paths.get("bypass").run(p)
@@ -271,11 +264,7 @@ def _():
         database=None,
         suppress_health_check=list(HealthCheck),
     )
-    @given(
-        problem_specs(
-            m=m_dims(max_value=2048), n=nk_dims(max_value=4096), k=nk_dims(max_value=8192)
-        )
-    )
+    @given(problem_specs(m=m_dims(max_value=2048), n=nk_dims(max_value=4096), k=nk_dims(max_value=8192)))
     def run(spec):
         p = make(spec, DEV)
         out = paths.get("dynamic_eager").run(p)

@@ -17,9 +17,7 @@ def _check_range(name: str, min_value: int, max_value: int) -> None:
         raise InvalidArgument(f"{name}: max_value={max_value} < min_value={min_value}")
 
 
-def m_dims(
-    min_value: int = 1, max_value: int = 512, aligned: bool | None = None
-) -> st.SearchStrategy[int]:
+def m_dims(min_value: int = 1, max_value: int = 512, aligned: bool | None = None) -> st.SearchStrategy[int]:
     """Token counts M: 1-9, 4k +/- 1, powers of two and their neighbours, and anything in range.
 
     ``aligned=True`` keeps M % 4 == 0 (what the CUTLASS kernel takes directly), ``False`` keeps
@@ -39,10 +37,7 @@ def m_dims(
     edges = sorted(e for e in edges if min_value <= e <= max_value)
     if aligned is not None:
         edges = [e for e in edges if (e % 4 == 0) == aligned]
-    if (
-        not any(((e % 4 == 0) == aligned) for e in range(min_value, max_value + 1))
-        and aligned is not None
-    ):
+    if not any(((e % 4 == 0) == aligned) for e in range(min_value, max_value + 1)) and aligned is not None:
         raise InvalidArgument(f"m_dims: no M in [{min_value}, {max_value}] with aligned={aligned}")
     anything = st.integers(min_value, max_value)
     if aligned is not None:
@@ -71,8 +66,6 @@ def nk_dims(
     lo, hi = -(-min_value // step), max_value // step
     if hi < lo:
         raise InvalidArgument(f"nk_dims: no multiple of {step} in [{min_value}, {max_value}]")
-    whole = st.integers(max(1, -(-min_value // block)), max(1, max_value // block)).map(
-        lambda q: q * block
-    )
+    whole = st.integers(max(1, -(-min_value // block)), max(1, max_value // block)).map(lambda q: q * block)
     whole = whole.filter(lambda v: min_value <= v <= max_value)
     return st.one_of(whole, st.integers(lo, hi).map(lambda q: q * step))

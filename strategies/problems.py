@@ -25,9 +25,7 @@ def block_shapes(shapes=SUPPORTED_BLOCKS) -> st.SearchStrategy[tuple[int, int]]:
     tests (``block_shapes([(128, 128), (64, 128), (128, 64)])``)."""
     shapes = tuple(tuple(s) for s in shapes)
     if not shapes or any(len(s) != 2 or min(s) < 1 for s in shapes):
-        raise InvalidArgument(
-            f"block_shapes: {shapes!r} must be non-empty (bn, bk) pairs of positive ints"
-        )
+        raise InvalidArgument(f"block_shapes: {shapes!r} must be non-empty (bn, bk) pairs of positive ints")
     return st.sampled_from(shapes)
 
 

@@ -49,6 +49,4 @@ def test_rejected_clearly_or_right(case, path, m_mod, m, n, k, seed, fp8_record)
     note(f"{case} on {path}: {p.describe()}")
     res = outcome(CASES[case], gemm, p)
     fp8_record.example()
-    assert res.ok(), (
-        f"{path} on {case} ({CASES[case].description}), {p.describe()}: {res.kind}: {res.detail}"
-    )
+    assert res.ok(), f"{path} on {case} ({CASES[case].description}), {p.describe()}: {res.kind}: {res.detail}"

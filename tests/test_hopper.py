@@ -28,9 +28,7 @@ def test_cuda_graph_replay(path, spec, fp8_record):
     bit (no host-side decision or allocation escapes the capture)."""
     gemm = require_path(path)
     if gemm.needs_aligned_m() and spec.m % 4:
-        spec = ProblemSpec(
-            **{**spec.to_dict(), "block": tuple(spec.block), "m": spec.m + 4 - spec.m % 4}
-        )
+        spec = ProblemSpec(**{**spec.to_dict(), "block": tuple(spec.block), "m": spec.m + 4 - spec.m % 4})
     p = make(spec, device())
     q = make(
         ProblemSpec(**{**spec.to_dict(), "block": tuple(spec.block), "seed": spec.seed + 1}),
@@ -132,10 +130,14 @@ def test_triton_oracle(spec, fp8_record):
     assert vt.ok, vt.message()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "oracle not established: on an H100 with torch 2.11, torch._scaled_mm given vLLM's scale layouts "
-    "(As M-major, Bs.T K-major) returned NaN in every N-block after the first; the layout its "
-    "block-wise recipe expects was not pinned down in this session (torch's API, not vLLM)"))
+@pytest.mark.xfail(
+    strict=False,
+    reason=(
+        "oracle not established: on an H100 with torch 2.11, torch._scaled_mm given vLLM's scale layouts "
+        "(As M-major, Bs.T K-major) returned NaN in every N-block after the first; the layout its "
+        "block-wise recipe expects was not pinned down in this session (torch's API, not vLLM)"
+    ),
+)
 @settings(max_examples=examples(20))
 @given(
     spec=problem_specs(
@@ -151,9 +153,7 @@ def test_torch_scaled_mm_oracle(spec, fp8_record):
     output zero for K = 128), which is torch's API, not the kernel under test."""
     p = make(spec, device())
     try:
-        out = torch._scaled_mm(
-            p.a, p.b.T, scale_a=p.a_scale, scale_b=p.b_scale.T, out_dtype=p.out_dtype
-        )
+        out = torch._scaled_mm(p.a, p.b.T, scale_a=p.a_scale, scale_b=p.b_scale.T, out_dtype=p.out_dtype)
     except (RuntimeError, TypeError, NotImplementedError) as e:
         pytest.skip(
             f"torch {torch.__version__} has no block-wise _scaled_mm for these inputs: "

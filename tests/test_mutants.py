@@ -52,17 +52,14 @@ class HostReads(TorchDispatchMode):
             or any(t.dtype in (torch.bool, torch.uint8) for t in inputs[1:])
         ):
             self.bad.append(f"{func} (output shape depends on data)")
-        elif any(t.device.type != "cpu" for t in inputs) and any(
-            t.device.type == "cpu" for t in outputs
-        ):
+        elif any(t.device.type != "cpu" for t in inputs) and any(t.device.type == "cpu" for t in outputs):
             self.bad.append(f"{func} (copies a device tensor to the host)")
         return out
 
 
 @pytest.mark.cpu
 @pytest.mark.parametrize("body", BODIES)
-@given(spec=problem_specs(m=m_dims(max_value=64), n=nk_dims(max_value=256),
-                          k=nk_dims(max_value=384)))
+@given(spec=problem_specs(m=m_dims(max_value=64), n=nk_dims(max_value=256), k=nk_dims(max_value=384)))
 def test_op_body_is_graph_safe(body, spec, fp8_record):
     """The Python body of each registered op issues no host read and no data-dependent shape, for
     every M (padded or not)."""

@@ -43,9 +43,7 @@ def test_alignment_filters(a, u):
 
 def test_edges_are_drawn():
     for target in (1, 3, 5, 7, 9, 63, 65):
-        find(
-            m_dims(max_value=128), lambda m, t=target: m == t, settings=settings(max_examples=2000)
-        )
+        find(m_dims(max_value=128), lambda m, t=target: m == t, settings=settings(max_examples=2000))
 
 
 def test_shrinks_to_a_small_problem():
