@@ -136,12 +136,6 @@ def compile_count() -> int:
     return int(counters["stats"]["unique_graphs"])
 
 
-def reset_compiled() -> None:
-    """Forget compiled callables (tests of recompilation start clean)."""
-    _compiled.cache_clear()
-    torch._dynamo.reset()
-
-
 @functools.cache
 def discover() -> dict[str, Path]:
     """Every path by name, available or with the reason it is not."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path as FsPath
 
 import pytest
@@ -53,7 +53,6 @@ class Recorder:
     path: str | None = None
     examples: int = 0
     max_ratio: float | None = None
-    failures: list[str] = field(default_factory=list)
 
     def verdict(self, v) -> None:
         self.examples += 1
@@ -82,15 +81,20 @@ def fp8_record(request) -> Recorder:
 # every later CUDA call fails too. The test that hit it fails with its own error; after that, under
 # pytest-xdist the worker exits so that xdist starts a fresh one for the rest of the run, and without
 # xdist the remaining tests that need the GPU are skipped with the name of the test that poisoned it.
-STICKY = ("illegal memory access", "illegal address", "device-side assert", "unspecified launch failure",
-          "misaligned address", "an illegal instruction")
+STICKY = (
+    "illegal memory access",
+    "illegal address",
+    "device-side assert",
+    "unspecified launch failure",
+    "misaligned address",
+    "an illegal instruction",
+)
 _poisoned_by: str | None = None
 
 
 def is_sticky_cuda_error(exc: BaseException) -> bool:
     text = str(exc).lower()
-    return type(exc).__name__ == "AcceleratorError" or (
-        "cuda" in text and any(s in text for s in STICKY))
+    return type(exc).__name__ == "AcceleratorError" or ("cuda" in text and any(s in text for s in STICKY))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -100,8 +104,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = outcome.get_result()
     if call.excinfo is not None and _poisoned_by is None and is_sticky_cuda_error(call.excinfo.value):
         _poisoned_by = item.nodeid
-        report.sections.append(("fp8-verify", "sticky CUDA error: this process's CUDA context is "
-                                "poisoned; later GPU tests run in a fresh worker or are skipped"))
+        report.sections.append(
+            (
+                "fp8-verify",
+                "sticky CUDA error: this process's CUDA context is "
+                "poisoned; later GPU tests run in a fresh worker or are skipped",
+            )
+        )
 
 
 def _needs_gpu(item: pytest.Item) -> bool:
@@ -115,8 +124,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if _poisoned_by is not None and _needs_gpu(item):
         if os.environ.get("PYTEST_XDIST_WORKER"):
             os._exit(75)  # xdist reports the crash and starts a fresh worker for the rest
-        pytest.skip(f"CUDA context poisoned by {_poisoned_by} (sticky CUDA error); rerun with -n 1 "
-                    "or more to isolate it in its own worker")
+        pytest.skip(
+            f"CUDA context poisoned by {_poisoned_by} (sticky CUDA error); rerun with -n 1 "
+            "or more to isolate it in its own worker"
+        )
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

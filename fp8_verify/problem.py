@@ -12,7 +12,6 @@ Partial last blocks (K % bk, N % bn) are part of the model: a partial block has 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -116,9 +115,3 @@ class BlockScaledProblem:
             f"M={self.m} N={self.n} K={self.k} block={list(self.block)} out={dt} "
             f"(M%4={self.m % 4}){' ' + o if o else ''}"
         )
-
-
-def scale_shapes(m: int, n: int, k: int, block: tuple[int, int]) -> tuple[tuple, tuple]:
-    """Shapes of ``a_scale`` and ``b_scale`` for dims and block."""
-    bn, bk = block
-    return (m, math.ceil(k / bk)), (math.ceil(n / bn), math.ceil(k / bk))
