@@ -75,10 +75,6 @@ def _a_scale_pitch(p: BlockScaledProblem) -> torch.Tensor:
     return buf
 
 
-def _fortran(t: torch.Tensor) -> torch.Tensor:
-    return t.t().contiguous().t()
-
-
 def _b_scale_pitch(p: BlockScaledProblem) -> torch.Tensor:
     nb, kb = p.b_scale.shape
     buf = torch.ones(nb, kb + 1, device=p.device)[:, :kb]
@@ -110,7 +106,7 @@ CASES: dict[str, Case] = {
         Case(
             "b_scale_col_major",
             "weight scales column-major [nb, kb] (so Bs.T is row-major)",
-            lambda p: _with(p, b_scale=_fortran(p.b_scale)),
+            lambda p: _with(p, b_scale=column_major(p.b_scale)),
             ("major", "layout", "stride"),
         ),
         Case(
@@ -140,7 +136,7 @@ CASES: dict[str, Case] = {
         Case(
             "b_col_major",
             "B stored column-major ([N, K] with strides (1, N))",
-            lambda p: _with(p, b=_fortran(p.b)),
+            lambda p: _with(p, b=column_major(p.b)),
             ("stride",),
         ),
         Case(

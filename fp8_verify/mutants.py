@@ -48,6 +48,8 @@ from typing import Any
 import pytest
 import torch
 
+from .problem import column_major
+
 ROOT = Path(__file__).resolve().parent.parent
 GROUP = 128  # the kernel's K group and N block (block [128, 128], the only one SM90 takes)
 MUTANT_ENV = "FP8_VERIFY_MUTANT"
@@ -297,7 +299,7 @@ def _transposed_b_scale(original, a, b, sa, sb, out_dtype):
     kb, nb = sb.shape
     memory = sb.t().reshape(-1)  # the packed K-major storage, in address order
     wrong = memory.view(kb, nb)  # what the transposed index reads
-    return original(a, b, sa, wrong.t().contiguous().t(), out_dtype)
+    return original(a, b, sa, column_major(wrong), out_dtype)
 
 
 def _row_offset(original, a, b, sa, sb, out_dtype):

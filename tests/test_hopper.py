@@ -3,6 +3,8 @@ double's conformance, and independent oracles. Skipped, with the reason, anywher
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from hypothesis import given, note, settings
@@ -12,6 +14,7 @@ from fp8_verify import double
 from fp8_verify.bound import oracle
 from fp8_verify.make import ProblemSpec, make
 from fp8_verify.plugin import examples
+from fp8_verify.problem import column_major
 from fp8_verify.testing import check_within_bound, device, require_path
 from fp8_verify.verdict import bitwise_diff, judge
 from strategies import m_dims, nk_dims, problem_specs
@@ -28,14 +31,14 @@ def test_cuda_graph_replay(path, spec, fp8_record):
     bit (no host-side decision or allocation escapes the capture)."""
     gemm = require_path(path)
     if gemm.needs_aligned_m() and spec.m % 4:
-        spec = ProblemSpec(**{**spec.to_dict(), "block": tuple(spec.block), "m": spec.m + 4 - spec.m % 4})
+        spec = replace(spec, m=spec.m + 4 - spec.m % 4)
     p = make(spec, device())
     q = make(
-        ProblemSpec(**{**spec.to_dict(), "block": tuple(spec.block), "seed": spec.seed + 1}),
+        replace(spec, seed=spec.seed + 1),
         device(),
     )
     static = [t.clone() for t in p.args()]
-    static[2] = p.a_scale.clone().t().contiguous().t()  # keep column-major
+    static[2] = column_major(p.a_scale)  # a copy, kept column-major
     gemm.call(*static, list(p.block), p.out_dtype)  # warm up outside the capture
     torch.cuda.synchronize()
     graph = torch.cuda.CUDAGraph()
