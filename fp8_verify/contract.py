@@ -204,6 +204,18 @@ CASES: dict[str, Case] = {
             (),
         ),
         Case(
+            "n_not16",
+            "N not a multiple of 16 (N - 8 rows of B; vLLM routes such B to its Triton fallback)",
+            lambda p: _narrower(p, n=8),
+            ("16", "block", "group", "shape"),
+        ),
+        Case(
+            "k_not16",
+            "K not a multiple of 16 (K - 8; A and B contiguous; the Triton fallback again)",
+            lambda p: _narrower(p, k=8),
+            ("16", "block", "group", "shape"),
+        ),
+        Case(
             "block_64x128",
             "block shape [64, 128] (weight scales per 64 rows)",
             lambda p: _block(p, (64, 128)),
@@ -217,6 +229,16 @@ CASES: dict[str, Case] = {
         ),
     )
 }
+
+
+def _narrower(p: BlockScaledProblem, n: int = 0, k: int = 0) -> tuple[Args, BlockScaledProblem]:
+    """Drop the last ``n`` rows of B or the last ``k`` columns of A and B (fresh contiguous tensors, so
+    only the size differs). The callers' N and K are multiples of 128 plus 0 or 16, so the number of
+    scale blocks is unchanged and the scales stay valid."""
+    a = p.a[:, : p.k - k].contiguous()
+    b = p.b[: p.n - n, : p.k - k].contiguous()
+    q = replace(p, a=a, b=b)
+    return _canon(q), q
 
 
 def _e5m2(p: BlockScaledProblem) -> tuple[Args, BlockScaledProblem]:

@@ -141,6 +141,16 @@ FINDINGS: dict[str, Finding] = {
             cases={"m_zero": BOTH},
             kernel=True,
         ),
+        Finding(
+            "FV-010",
+            "N or K not a multiple of 16: _custom_ops.cutlass_scaled_mm sends the call to the Triton "
+            "fallback for per-tensor/per-channel scales, which stops at a bare `assert "
+            "scale_a.shape[1] == 1` (AssertionError with no message) on block scales",
+            ALL_EAGER,
+            ("0.22.1", "0.23.0", "0.33.0"),
+            "repros/fv010_not_multiple_of_16.py",
+            cases={"n_not16": BOTH, "k_not16": BOTH},
+        ),
     )
 }
 

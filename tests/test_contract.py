@@ -26,6 +26,7 @@ EAGER_AND_OP = [p for p in PATH_NAMES if p != "dynamic_compiled"]  # FV-001: it 
 @pytest.mark.finding("FV-007")
 @pytest.mark.finding("FV-008")
 @pytest.mark.finding("FV-009")
+@pytest.mark.finding("FV-010")
 @pytest.mark.parametrize("m_mod", ["aligned", "unaligned"])
 @pytest.mark.parametrize("path", EAGER_AND_OP)
 @pytest.mark.parametrize("case", [c for c in CASES if c != "canonical"])
