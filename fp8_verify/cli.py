@@ -127,6 +127,16 @@ def _repro(args, extra: list[str]) -> int:
     return 0
 
 
+def _jobs(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value!r}")
+    return n
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fp8-verify", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -144,6 +154,14 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--profile", default="ci")
     m.add_argument("--report", metavar="FILE.json")
     m.add_argument("--only", metavar="ID", action="append", help="run only these mutants")
+    m.add_argument(
+        "--jobs",
+        metavar="N",
+        type=_jobs,
+        default=1,
+        help="run up to N mutant processes at once, after the control (default 1; seconds are "
+        "comparable only at 1)",
+    )
     m.set_defaults(fn=_mutants)
     b = sub.add_parser("bench", help="time the paths (needs the real SM90 kernel)")
     b.add_argument("--out", default="bench-out", help="folder for CSV, JSON and PNG")

@@ -20,8 +20,9 @@ How a bug is planted (all reversible: :func:`apply` returns an undo):
   passes through, so contract tests of odd layouts see the unmutated kernel.
 
 Usage: ``fp8-verify mutants --list``;
-``fp8-verify mutants --profile ci [--only ID ...] [--report F.json] [pytest selection ...]``
-(a pytest selection, e.g. ``-k``/``-m``, replaces :data:`DEFAULT_SELECTION`);
+``fp8-verify mutants --profile ci [--only ID ...] [--jobs N] [--report F.json] [pytest selection ...]``
+(a pytest selection, e.g. ``-k``/``-m``, replaces :data:`DEFAULT_SELECTION`; ``--jobs N`` runs up to N
+mutant processes at once, after the control);
 ``fp8-verify check --mutant ID`` runs the suite on one mutant. See ``docs/mutation.md``.
 """
 
@@ -40,6 +41,7 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FunctionType
@@ -552,6 +554,7 @@ def _pytest_run(
     exitfirst: bool,
     deselect: list[str],
     log_dir: Path,
+    threads: int | None = None,
 ) -> Run:
     report = log_dir / f"{mutant_id or 'control'}.json"
     cmd = [sys.executable, "-m", "fp8_verify", "check", "--profile", profile, "--report", str(report)]
@@ -563,6 +566,8 @@ def _pytest_run(
     env = dict(os.environ)
     env.pop(MUTANT_ENV, None)
     env[RUNNER_ENV] = "1"
+    if threads and "OMP_NUM_THREADS" not in env:  # concurrent runs: share the cores, don't oversubscribe
+        env["OMP_NUM_THREADS"] = str(threads)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))
     t0 = time.monotonic()
     try:
@@ -663,14 +668,21 @@ def main(args, extra: list[str]) -> int:
     profile = args.profile or "ci"
     if profile not in PROFILES:
         raise UsageError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    ids = args.only or list(CATALOGUE)
+    ids = list(dict.fromkeys(args.only or CATALOGUE))  # each once: a run's log and report are per id
     unknown = [i for i in ids if i not in CATALOGUE]
     if unknown:
         raise UsageError(f"unknown mutant(s) {', '.join(unknown)}; `fp8-verify mutants --list`")
+    jobs = getattr(args, "jobs", 1)
+    jobs = 1 if jobs is None else jobs
+    if not isinstance(jobs, int) or jobs < 1:
+        raise UsageError(f"--jobs must be an integer >= 1, got {jobs!r}")
     selection = list(extra) if extra else list(DEFAULT_SELECTION)
     log_dir = Path(tempfile.mkdtemp(prefix="fp8-verify-mutants-"))
     say = functools.partial(print, file=sys.stderr, flush=True)
-    say(f"fp8-verify mutants: profile {profile}, selection {' '.join(selection)}, logs in {log_dir}")
+    say(
+        f"fp8-verify mutants: profile {profile}, selection {' '.join(selection)}, jobs {jobs}, "
+        f"logs in {log_dir}"
+    )
 
     t0 = time.monotonic()
     control = _pytest_run(None, profile, selection, False, [], log_dir)
@@ -686,21 +698,37 @@ def main(args, extra: list[str]) -> int:
 
     s = load()
     control_baselines = _run_baselines(None)
-    rows = []
-    for i in ids:
-        m = CATALOGUE[i]
-        run = _pytest_run(i, profile, selection, True, control_failed, log_dir)
-        row = _mutant_row(m, run)
-        row["baselines"] = _run_baselines(i)
-        rows.append(row)
-        say(
-            f"{i}: {row['status']} in {run.seconds:.0f} s"
-            + (f" by {', '.join(row['killed_by'])}" if row["killed"] else "")
-            + (f"\n  {row['reason'][:400]}" if row["status"] == "error" else "")
-        )
+    # The bug runs are independent processes, so up to `jobs` of them run at once; the baselines plant
+    # the bug in this process, so they run here, one at a time, in catalogue order, once the runs are
+    # done (at --jobs 1 as before: no run shares the machine with another run or with a baseline).
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    by_id: dict[str, dict] = {}
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="fp8-verify-mutant") as pool:
+        futures = {
+            pool.submit(_pytest_run, i, profile, selection, True, control_failed, log_dir, threads): i
+            for i in ids
+        }
+        try:
+            for future in as_completed(futures):
+                i = futures[future]
+                run = future.result()
+                row = by_id[i] = _mutant_row(CATALOGUE[i], run)
+                say(
+                    f"{i}: {row['status']} in {run.seconds:.0f} s"
+                    + (f" by {', '.join(row['killed_by'])}" if row["killed"] else "")
+                    + (f"\n  {row['reason'][:400]}" if row["status"] == "error" else "")
+                )
+        except BaseException:  # Ctrl-C or a broken run: start no more runs
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    rows = [by_id[i] for i in ids]
+    say(f"baselines: {len(ids)} mutant(s), one at a time in this process")
+    for row in rows:
+        row["baselines"] = _run_baselines(row["id"])
     report = {
         "profile": profile,
         "selection": selection,
+        "jobs": jobs,
         "vllm_version": s.vllm_version,
         "backend": s.backend,
         "device": s.device_name() if s.available else None,

@@ -107,3 +107,20 @@ def test_catalogue_plants_and_reverts(mutant_id):
     assert all(getattr(mod, n).__code__ is before[n] for n in names)
     assert ops.cutlass_scaled_mm is kernel
     assert mutants.active() is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "jobs"), [([], 1), (["--jobs", "4"], 4), (["--jobs", "0"], None), (["--jobs=x"], None)]
+)
+def test_mutants_jobs_option(argv, jobs, capsys):
+    """``fp8-verify mutants --jobs N``: default 1, and anything but a whole number >= 1 is a one-line
+    usage error (exit status 2), not a traceback."""
+    from fp8_verify.cli import parser
+
+    if jobs is not None:
+        assert parser().parse_known_args(["mutants", *argv])[0].jobs == jobs
+        return
+    with pytest.raises(SystemExit) as e:
+        parser().parse_known_args(["mutants", *argv])
+    assert e.value.code == 2
+    assert "--jobs: must be a whole number >= 1" in capsys.readouterr().err
