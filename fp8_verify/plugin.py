@@ -117,13 +117,33 @@ def _needs_gpu(item: pytest.Item) -> bool:
     return item.get_closest_marker("hopper") is not None or _subject().backend == "real"
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Under xdist, end a poisoned worker right after the poisoning test's last report has gone out:
+    xdist then reports that test as the one the worker crashed on (not an innocent later one) and
+    starts a fresh worker for the rest of the run."""
+    if report.when == "teardown" and report.nodeid == _poisoned_by and os.environ.get("PYTEST_XDIST_WORKER"):
+        time.sleep(0.5)  # let xdist's channel deliver the reports already sent
+        os._exit(75)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched) -> None:
+    """xdist controller: say why the worker went away when it was fp8-verify's own exit (75)."""
+    if "crashed while running" in str(report.longrepr):
+        report.longrepr = (
+            f"{report.longrepr}; if the test above failed with a sticky CUDA error, fp8-verify ended "
+            "the worker on purpose (its CUDA context was poisoned) and the run goes on in a fresh one"
+        )
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     from . import artifacts
 
     artifacts.TEST = item.name
     if _poisoned_by is not None and _needs_gpu(item):
         if os.environ.get("PYTEST_XDIST_WORKER"):
-            os._exit(75)  # xdist reports the crash and starts a fresh worker for the rest
+            os._exit(75)  # not reached when the teardown hook above ran; a last resort
         pytest.skip(
             f"CUDA context poisoned by {_poisoned_by} (sticky CUDA error); rerun with -n 1 "
             "or more to isolate it in its own worker"
@@ -245,6 +265,9 @@ class _Session:
                 row["path"] = val
         if report.when in ("setup", "teardown") and report.outcome == "passed":
             return
+        if report.when == "???" and row.get("outcome") == "failed":  # xdist: the worker went away after
+            row["worker_restarted"] = True  # this test failed; keep its own failure as the reason
+            return
         if report.when == "call" or report.outcome != "passed":
             outcome = report.outcome
             if hasattr(report, "wasxfail"):
@@ -277,6 +300,7 @@ class _Session:
                     "reason": row.get("reason"),
                     "repro": row.get("repro"),
                     "error_map": row.get("error_map"),
+                    **({"worker_restarted": True} if row.get("worker_restarted") else {}),
                 }
             )
         return out

@@ -1,4 +1,5 @@
-"""Self-tests of the pytest plugin: crash isolation after a sticky CUDA error, the JSON report."""
+"""Self-tests of the pytest plugin: crash isolation after a sticky CUDA error (simulated anywhere, real on
+Hopper), the JSON report."""
 
 from __future__ import annotations
 
@@ -46,6 +47,55 @@ def test_plugin_in_a_fresh_project(pytester, monkeypatch):
         r.stdout.fnmatch_lines(["*needs the real SM90 kernel*"])
     report = json.loads((pytester.path / "r.json").read_text())
     assert {x["property"] for x in report["results"]} == {"test_a_crashes", "test_b_cpu_still_runs"}
+
+
+CRASH_CASES = {
+    # A sticky error's text without a GPU: the plugin is told every test needs the GPU.
+    "simulated": (
+        "import fp8_verify.plugin as P\nP._needs_gpu = lambda item: True\n",
+        'raise RuntimeError("CUDA error: an illegal memory access was encountered")',
+        "pass",
+    ),
+    # A real one: an out-of-range index trips a device-side assert, which poisons the CUDA context.
+    "real": (
+        "",
+        "import torch\n    torch.zeros(2, device='cuda')[torch.tensor([5], device='cuda')]\n"
+        "    torch.cuda.synchronize()",
+        "import torch\n    assert torch.ones(3, device='cuda').sum().item() == 3",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "kind", ["simulated", pytest.param("real", marks=pytest.mark.hopper)], ids=["simulated", "real-cuda"]
+)
+def test_sticky_error_isolated_under_xdist(kind, pytester, monkeypatch):
+    """Under xdist, a test that poisons the CUDA context fails with its own error; the worker is then
+    replaced and the later GPU tests run and pass in a fresh one. The JSON report keeps the first
+    test's own error as the reason and says its worker was restarted."""
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    conf, crash, after = CRASH_CASES[kind]
+    pytester.makeconftest('pytest_plugins = ["fp8_verify.plugin"]\n' + conf)
+    marks = "@pytest.mark.hopper\n" if kind == "real" else ""
+    pytester.makepyfile(
+        "import pytest\n\n"
+        f"{marks}def test_a_poisons():\n    {crash}\n\n"
+        f"{marks}def test_b_after():\n    {after}\n\n"
+        f"{marks}def test_c_after():\n    {after}\n"
+    )
+    r = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "1", "--fp8-report", "r.json")
+    rows = {x["property"]: x for x in json.loads((pytester.path / "r.json").read_text())["results"]}
+    assert {k: v["outcome"] for k, v in rows.items()} == {
+        "test_a_poisons": "failed",
+        "test_b_after": "passed",
+        "test_c_after": "passed",
+    }, r.stdout.str()[-3000:]
+    assert rows["test_a_poisons"].get("worker_restarted"), rows["test_a_poisons"]
+    assert (
+        "CUDA error" in rows["test_a_poisons"]["reason"] or "Accelerator" in rows["test_a_poisons"]["reason"]
+    )
+    r.stdout.fnmatch_lines(["*fp8-verify ended the worker on purpose*"])
 
 
 def test_poison_skips_later_gpu_tests(monkeypatch):
