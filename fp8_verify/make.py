@@ -16,7 +16,9 @@ Scale regimes (for every regime but ``quantized``)
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
+from functools import cache
 
 import torch
 
@@ -68,6 +70,51 @@ class ProblemSpec:
         d = asdict(self)
         d["block"] = list(self.block)
         return d
+
+
+BUDGET_ENV = "FP8_VERIFY_MAX_PROBLEM_BYTES"
+BUDGET_SHARE = 0.25  # of the free device memory: room for the paths' own buffers and xdist neighbours
+
+
+def problem_bytes(m: int, n: int, k: int) -> int:
+    """Peak bytes one problem and its check need on the device, roughly: the fp8 operands and fp32
+    scales, vLLM's padded copies, the float64 dequantized operands and their absolute values (4
+    copies of [M+N, K]), and about eight float64 [M, N] tensors (reference, bound, sums, error)."""
+    return 2 * (m + n) * k + 8 * (m + n) * k * 4 + 8 * m * n * 8 + 8 * (m + n) * (k // 128 + 1)
+
+
+@cache
+def memory_budget() -> int:
+    """Bytes a drawn problem may use: ``$FP8_VERIFY_MAX_PROBLEM_BYTES`` if set, else a quarter of the
+    free memory of the GPU (or, without one, of the machine's available memory)."""
+    env = os.environ.get(BUDGET_ENV)
+    if env:
+        try:
+            value = int(float(env))
+        except ValueError:
+            raise ValueError(f"{BUDGET_ENV}={env!r} is not a number of bytes") from None
+        if value <= 0:
+            raise ValueError(f"{BUDGET_ENV}={env!r} must be positive")
+        return value
+    if torch.cuda.is_available():
+        free, _ = torch.cuda.mem_get_info()
+    else:
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            free = 8 << 30
+    return int(free * BUDGET_SHARE)
+
+
+def max_m_for(n: int, k: int, budget: int | None = None) -> int:
+    """The largest M whose problem fits ``budget`` (default :func:`memory_budget`), at least 1.
+
+    >>> max_m_for(512, 1024, budget=10**8) > 512
+    True
+    """
+    budget = memory_budget() if budget is None else budget
+    per_row = problem_bytes(1, n, k) - problem_bytes(0, n, k)
+    return max(1, (budget - problem_bytes(0, n, k)) // per_row)
 
 
 def _random_codes(shape: tuple[int, ...], g: torch.Generator, lo: int = 0, hi: int = 0x7F) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from fp8_verify.make import QUANTIZED_SCALES, SCALE_REGIMES, VALUE_REGIMES, ProblemSpec, make
+from fp8_verify.make import QUANTIZED_SCALES, SCALE_REGIMES, VALUE_REGIMES, ProblemSpec, make, max_m_for
 
 from .dims import m_dims, nk_dims
 
@@ -54,8 +54,13 @@ def problem_specs(
     values: st.SearchStrategy[str] | None = None,
     scales: st.SearchStrategy[str] | None = None,
     out_dtype: st.SearchStrategy[str] | None = None,
+    max_bytes: int | None = None,
 ) -> ProblemSpec:
     """A :class:`ProblemSpec`; every part can be replaced by a strategy of its own.
+
+    M is capped so that the problem and its check fit ``max_bytes`` (default: a quarter of the free
+    GPU memory, or ``$FP8_VERIFY_MAX_PROBLEM_BYTES``; see :func:`fp8_verify.make.memory_budget`), so
+    a nightly run with large dimensions on a busy or small GPU draws smaller problems, not OOM errors.
 
     >>> problem_specs(m=st.just(5)).example().m
     5
@@ -71,6 +76,8 @@ def problem_specs(
     ):
         if s is not None and not isinstance(s, st.SearchStrategy):
             raise InvalidArgument(f"problem_specs: {name}={s!r} must be a Hypothesis strategy")
+    if max_bytes is not None and (not isinstance(max_bytes, int) or max_bytes <= 0):
+        raise InvalidArgument(f"problem_specs: max_bytes={max_bytes!r} must be a positive int")
     v = draw(value_regimes() if values is None else values)
     if v == "quantized":
         sc = draw(st.sampled_from(QUANTIZED_SCALES))
@@ -78,10 +85,18 @@ def problem_specs(
     else:
         sc = draw(scale_regimes() if scales is None else scales)
         spread = 0
+    n_, k_ = (
+        draw(nk_dims(max_value=512) if n is None else n),
+        draw(nk_dims(max_value=1024) if k is None else k),
+    )
+    m_ = draw(m_dims() if m is None else m)
+    cap = max_m_for(n_, k_, max_bytes)
+    if m_ > cap:  # shapes are capped by free memory: keep M's residue mod 4 where the cap allows
+        m_ = max(1, cap - (cap - m_) % 4) if cap >= 4 else cap
     return ProblemSpec(
-        m=draw(m_dims() if m is None else m),
-        n=draw(nk_dims(max_value=512) if n is None else n),
-        k=draw(nk_dims(max_value=1024) if k is None else k),
+        m=m_,
+        n=n_,
+        k=k_,
         block=draw(block_shapes() if block is None else block),
         out_dtype=draw(out_dtypes() if out_dtype is None else out_dtype),
         values=v,

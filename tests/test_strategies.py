@@ -9,7 +9,8 @@ from hypothesis import find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from fp8_verify.make import ProblemSpec, make
+from fp8_verify import make as make_mod
+from fp8_verify.make import ProblemSpec, make, problem_bytes
 from fp8_verify.plugin import examples
 from fp8_verify.problem import cdiv
 from strategies import block_shapes, m_dims, nk_dims, problem_specs, value_regimes
@@ -66,6 +67,7 @@ def test_shrinks_to_a_small_problem():
         (lambda: block_shapes([(128,)]), "pairs of positive ints"),
         (lambda: value_regimes(["gaussian"]), "not among"),
         (lambda: problem_specs(m=5), "must be a Hypothesis strategy"),
+        (lambda: problem_specs(max_bytes=0), "max_bytes=0 must be a positive int"),
     ],
 )
 def test_bad_arguments_are_named(bad, match):
@@ -86,3 +88,29 @@ def test_bad_arguments_are_named(bad, match):
 def test_bad_spec_is_named(kw, match):
     with pytest.raises(ValueError, match=match):
         ProblemSpec(**{"m": 4, "n": 128, "k": 128, **kw})
+
+
+BUDGET = problem_bytes(64, 512, 1024)  # M = 64 fits N = 512, K = 1024; M = 512 does not
+
+
+@settings(max_examples=examples(40))
+@given(st.data())
+def test_shapes_fit_the_memory_budget(data):
+    """Drawn problems fit the memory budget: M is capped (keeping M % 4), never N or K."""
+    m = data.draw(m_dims(max_value=512), label="m before the cap")
+    spec = data.draw(problem_specs(m=st.just(m), max_bytes=BUDGET))
+    assert problem_bytes(spec.m, spec.n, spec.k) <= BUDGET or spec.m == 1
+    assert spec.m <= m
+    if spec.m < m:
+        assert spec.m % 4 == m % 4 and problem_bytes(spec.m + 4, spec.n, spec.k) > BUDGET
+
+
+def test_memory_budget_from_env(monkeypatch):
+    make_mod.memory_budget.cache_clear()
+    monkeypatch.setenv(make_mod.BUDGET_ENV, "1e9")
+    assert make_mod.memory_budget() == 10**9
+    make_mod.memory_budget.cache_clear()
+    monkeypatch.setenv(make_mod.BUDGET_ENV, "lots")
+    with pytest.raises(ValueError, match="is not a number of bytes"):
+        make_mod.memory_budget()
+    make_mod.memory_budget.cache_clear()
