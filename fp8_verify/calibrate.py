@@ -156,6 +156,42 @@ def run(n: int, out: Path, seed: int = 0, every: int = 10, seconds: float = floa
     return summary
 
 
+def merge(summaries: list[dict]) -> dict:
+    """One summary from runs with different seeds (e.g. concurrent processes on one GPU): counts and
+    histograms add up, the worst example per path is the worst of the runs, failures are pooled."""
+    if not summaries:
+        raise ValueError("merge: no summaries given")
+    keys = ("vllm_version", "torch_version", "device", "bins")
+    for k in keys:
+        if len({json.dumps(s[k]) for s in summaries}) != 1:
+            raise ValueError(f"merge: the runs differ in {k}; only runs of one setup can be merged")
+    seeds = [s["seed"] for s in summaries]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"merge: seeds {seeds} repeat, so examples would be counted twice")
+    per_path: dict[str, dict] = {}
+    for s in summaries:
+        for name, d in s["per_path"].items():
+            acc = per_path.setdefault(
+                name, {"examples": 0, "max_ratio": None, "worst": None, "histogram": None}
+            )
+            acc["examples"] += d["examples"]
+            h = d["histogram"]
+            acc["histogram"] = (
+                h if acc["histogram"] is None else [a + b for a, b in zip(acc["histogram"], h, strict=True)]
+            )
+            if d["max_ratio"] is not None and (acc["max_ratio"] is None or d["max_ratio"] > acc["max_ratio"]):
+                acc["max_ratio"], acc["worst"] = d["max_ratio"], d["worst"]
+    return {
+        **{k: summaries[0][k] for k in keys},
+        "examples": sum(s["examples"] for s in summaries),
+        "seconds": max(s["seconds"] for s in summaries),
+        "seed": seeds,
+        "per_path": per_path,
+        "failures": [f for s in summaries for f in s.get("failures", [])][:200],
+        "failure_count": sum(s["failure_count"] for s in summaries),
+    }
+
+
 def plot(summary: dict, path: Path) -> None:
     import matplotlib
 
@@ -185,7 +221,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="calibration-out")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--seconds", type=float, default=float("inf"), help="stop early after this long")
+    ap.add_argument(
+        "--merge", nargs="+", metavar="JSON", help="merge calibration.json files of runs with other seeds"
+    )
     args = ap.parse_args(argv)
+    if args.merge:
+        try:
+            summary = merge([json.loads(Path(f).read_text()) for f in args.merge])
+        except (OSError, ValueError, KeyError) as e:
+            print(f"calibrate --merge: {e}", file=sys.stderr)
+            return 2
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "calibration.json").write_text(json.dumps(summary, indent=1, default=str))
+        return _finish(summary, Path(args.out))
     if load().backend != "real":
         print(
             "calibrate: needs the real SM90 kernel (" + (load().error or load().backend_reason) + ")",
@@ -193,12 +241,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     summary = run(args.n, Path(args.out), args.seed, seconds=args.seconds)
+    return _finish(summary, Path(args.out))
+
+
+def _finish(summary: dict, out: Path) -> int:
     try:
-        plot(summary, Path(args.out) / "calibration.png")
+        plot(summary, out / "calibration.png")
     except ImportError:
         print("calibrate: matplotlib not installed, no plot", file=sys.stderr)
     for name, d in summary["per_path"].items():
-        print(f"{name:<14} examples {d['examples']:>7}  max err/bound {d['max_ratio']:.4g}")
+        print(f"{name:<14} examples {d['examples']:>7}  max err/bound {d['max_ratio'] or float('nan'):.4g}")
     print(f"out of bound: {summary['failure_count']}  ({summary['seconds']} s)")
     return 0
 
