@@ -1,0 +1,59 @@
+"""Independent implementations of the same block-scaled GEMM, used as second opinions beside the
+float64 reference: PyTorch's own block-wise scaled mm (cuBLASLt on SM90).
+
+PyTorch's block-wise recipe does not take vLLM's scale layouts as they are. Its checks
+(``torch/_meta_registrations.py``, ``scaled_mm`` v2, recipe 1x128 x 128x128) ask for
+
+* activation scales ``[M, K/128]`` with strides ``(1, M)`` -- vLLM's M-major layout, and
+* weight scales ``[L4, N/128]`` with strides ``(1, L4)``, where ``L4 = round_up(K/128, 4)``: the K-blocks
+  of each N-block padded to a multiple of 4 (cuBLASLt's leading-dimension rule).
+
+Passing vLLM's ``Bs.T`` (``[K/128, N/128]``, strides ``(1, K/128)``) reads the wrong memory for every
+N-block after the first unless K/128 is a multiple of 4. So :func:`torch_block_scaled_mm` repacks the
+weight scales; only layouts change, never values.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .problem import BlockScaledProblem, cdiv
+
+
+def padded_b_scale(b_scale: torch.Tensor, multiple: int = 4) -> torch.Tensor:
+    """``b_scale`` ``[nb, kb]`` as the ``[round_up(kb, multiple), nb]`` K-major tensor cuBLASLt's
+    128x128 block scaling reads; the padding blocks hold 1.0 and multiply only zero-padded K.
+
+    >>> padded_b_scale(torch.arange(6.0).view(2, 3)).stride()
+    (1, 4)
+    """
+    nb, kb = b_scale.shape
+    l4 = cdiv(kb, multiple) * multiple
+    buf = torch.ones(nb, l4, dtype=b_scale.dtype, device=b_scale.device)
+    buf[:, :kb] = b_scale
+    return buf.t()
+
+
+def torch_block_scaled_mm(p: BlockScaledProblem) -> torch.Tensor:
+    """``p`` through ``torch.nn.functional.scaled_mm`` (1x128 activation, 128x128 weight recipe).
+
+    Needs N and K multiples of 128 (the recipe's shape rule) and an SM90 GPU; raises
+    ``NotImplementedError`` if this torch has no ``scaled_mm`` v2 API.
+    """
+    try:
+        from torch.nn.functional import ScalingType, SwizzleType, scaled_mm
+    except ImportError as e:
+        raise NotImplementedError(f"torch {torch.__version__} has no torch.nn.functional.scaled_mm") from e
+    if p.k % 128 or p.n % 128 or tuple(p.block) != (128, 128):
+        raise ValueError(f"the block-wise recipe needs N, K % 128 == 0 and block [128, 128]: {p.describe()}")
+    return scaled_mm(
+        p.a,
+        p.b.t(),
+        scale_a=p.a_scale,
+        scale_recipe_a=ScalingType.BlockWise1x128,
+        scale_b=padded_b_scale(p.b_scale),
+        scale_recipe_b=ScalingType.BlockWise128x128,
+        swizzle_a=SwizzleType.NO_SWIZZLE,
+        swizzle_b=SwizzleType.NO_SWIZZLE,
+        output_dtype=p.out_dtype,
+    )
