@@ -149,10 +149,10 @@ def error_map(out: torch.Tensor, o: Oracle, p: BlockScaledProblem, v: Verdict, d
     )
     fig.colorbar(im, ax=ax, label="max |out - ref| / bound in cell (>1 fails)")
     ax.set_xlabel(f"N-block ({bn} columns)")
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import FixedLocator, MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    for axis, count in ((ax.xaxis, nb), (ax.yaxis, cells.shape[0])):  # one tick per cell when few
+        axis.set_major_locator(MaxNLocator(integer=True) if count > 32 else FixedLocator(range(count)))
     ax.set_ylabel("row" + (" (max-pooled)" if p.m > 512 else ""))
     import textwrap
 

@@ -37,15 +37,18 @@ def padded_b_scale(b_scale: torch.Tensor, multiple: int = 4) -> torch.Tensor:
 def torch_block_scaled_mm(p: BlockScaledProblem) -> torch.Tensor:
     """``p`` through ``torch.nn.functional.scaled_mm`` (1x128 activation, 128x128 weight recipe).
 
-    Needs N and K multiples of 128 (the recipe's shape rule) and an SM90 GPU; raises
+    Needs N and K multiples of 128 (the recipe's shape rule), M a multiple of 4 (cuBLASLt finds no
+    algorithm otherwise: CUBLAS_STATUS_NOT_SUPPORTED on an H100) and an SM90 GPU; raises
     ``NotImplementedError`` if this torch has no ``scaled_mm`` v2 API.
     """
     try:
         from torch.nn.functional import ScalingType, SwizzleType, scaled_mm
     except ImportError as e:
         raise NotImplementedError(f"torch {torch.__version__} has no torch.nn.functional.scaled_mm") from e
-    if p.k % 128 or p.n % 128 or tuple(p.block) != (128, 128):
-        raise ValueError(f"the block-wise recipe needs N, K % 128 == 0 and block [128, 128]: {p.describe()}")
+    if p.k % 128 or p.n % 128 or p.m % 4 or tuple(p.block) != (128, 128):
+        raise ValueError(
+            f"torch's block-wise recipe needs N, K % 128 == 0, M % 4 == 0, block [128, 128]: {p.describe()}"
+        )
     return scaled_mm(
         p.a,
         p.b.t(),

@@ -186,7 +186,17 @@ def _pin_gpu_for_worker() -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ids[int(wid.removeprefix("gw")) % len(ids)]
 
 
+MARKERS = (
+    "cpu: runs vLLM's Python on the CPU double of the CUTLASS op (any machine)",
+    "hopper: needs an SM90 GPU and vLLM's compiled _C ops",
+    "compiled: traces a path with torch.compile",
+    "finding(id): a known upstream defect, strict xfail on the affected vLLM versions",
+)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    for line in MARKERS:  # registered here too, so a project that loads only the plugin knows them
+        config.addinivalue_line("markers", line)
     _pin_gpu_for_worker()
     mutant = os.environ.get("FP8_VERIFY_MUTANT")
     if mutant:  # `fp8-verify check --mutant ID`: plant the bug in the subject before any test runs
@@ -256,6 +266,7 @@ class _Session:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         row = self.rows.setdefault(report.nodeid, {"nodeid": report.nodeid})
+        row["seconds"] = row.get("seconds", 0.0) + report.duration  # setup + call + teardown
         for key, val in report.user_properties:
             if key == RECORD_KEY:
                 row.update({k: v for k, v in val.items() if v is not None})
@@ -300,6 +311,7 @@ class _Session:
                     "reason": row.get("reason"),
                     "repro": row.get("repro"),
                     "error_map": row.get("error_map"),
+                    "seconds": round(row.get("seconds", 0.0), 2),
                     **({"worker_restarted": True} if row.get("worker_restarted") else {}),
                 }
             )

@@ -137,7 +137,7 @@ def test_triton_oracle(spec, fp8_record):
 @settings(max_examples=examples(20))
 @given(
     spec=problem_specs(
-        m=m_dims(max_value=512),
+        m=m_dims(max_value=512, aligned=True),
         n=nk_dims(min_value=128, max_value=512, partial_blocks=False),
         k=nk_dims(min_value=128, max_value=1024, partial_blocks=False),
     )
@@ -145,7 +145,9 @@ def test_triton_oracle(spec, fp8_record):
 def test_torch_scaled_mm_oracle(spec, fp8_record):
     """PyTorch's own block-wise scaled mm (cuBLASLt, recipe 1x128 x 128x128) is within the same bound:
     a second vendor implementation, so the bound is not tuned to CUTLASS and Triton alone. Its weight
-    scales are repacked to the layout torch documents (fp8_verify/oracles.py); values are unchanged."""
+    scales are repacked to the layout torch documents (fp8_verify/oracles.py); values are unchanged.
+    M % 4 == 0: for other M cuBLASLt has no algorithm (CUBLAS_STATUS_NOT_SUPPORTED on an H100, seen
+    for M = 1, 5, 13), the same alignment rule the CUTLASS kernel has."""
     p = make(spec, device())
     try:
         out = torch_block_scaled_mm(p)
