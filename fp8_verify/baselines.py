@@ -16,7 +16,7 @@ plus upstream's one CUTLASS case (M=32, N=576, K=7168), through the ``dynamic_ea
 (``torch.ops.vllm.dynamic_padded_cutlass``, what vLLM calls on Hopper). A baseline *catches* the
 current subject (mutated or not) when any case fails its threshold or raises.
 
-``python -m fp8_verify.baselines [--mutant ID]`` prints the results as JSON.
+``python -m fp8_verify.baselines [--mutant ID | --all]`` prints the results as JSON.
 """
 
 from __future__ import annotations
@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m fp8_verify.baselines", description=__doc__.splitlines()[0])
     p.add_argument("--mutant", help="plant this mutant first (fp8-verify mutants --list)")
+    p.add_argument(
+        "--all", action="store_true", help="the unmutated subject, then every mutant in turn (one process)"
+    )
     args = p.parse_args(argv)
     from .subject import load
 
@@ -152,6 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     if not s.available:
         print(json.dumps({"error": s.error}))
         return 2
+    if args.all:
+        from .mutants import CATALOGUE, _run_baselines
+
+        out = {"control": _run_baselines(None)} | {i: _run_baselines(i) for i in CATALOGUE}
+        print(json.dumps({"vllm_version": s.vllm_version, "device": s.device_name(), "runs": out}, indent=2))
+        return 0
     if args.mutant:
         from .mutants import apply
 
