@@ -200,6 +200,12 @@ CASES: dict[str, Case] = {
             (),
         ),
         Case(
+            "scale_nan",
+            "one weight-scale block is NaN: its 128 output columns must be NaN in every row",
+            lambda p: _scaled_b(p, _nan_first_block),
+            (),
+        ),
+        Case(
             "a_nan",
             "one NaN (code 0x7F) in A: its output row must be NaN",
             lambda p: _nan_a(p),
@@ -251,6 +257,12 @@ def _e5m2(p: BlockScaledProblem) -> tuple[Args, BlockScaledProblem]:
 def _scaled_b(p: BlockScaledProblem, f) -> tuple[Args, BlockScaledProblem]:
     q = replace(p, b_scale=f(p.b_scale).contiguous())
     return _canon(q), q
+
+
+def _nan_first_block(s: torch.Tensor) -> torch.Tensor:
+    s = s.clone()
+    s[0, 0] = float("nan")
+    return s
 
 
 def _nan_a(p: BlockScaledProblem) -> tuple[Args, BlockScaledProblem]:
