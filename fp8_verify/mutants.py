@@ -703,6 +703,33 @@ def main(args, extra: list[str]) -> int:
     # done (at --jobs 1 as before: no run shares the machine with another run or with a baseline).
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
     by_id: dict[str, dict] = {}
+
+    def write_report(rows: list[dict], complete: bool) -> dict:
+        """The JSON report; also written after each bug run (``complete: false``), so that a run
+        stopped by a CI time limit keeps what it has done."""
+        report = {
+            "profile": profile,
+            "selection": selection,
+            "jobs": jobs,
+            "complete": complete,
+            "vllm_version": s.vllm_version,
+            "backend": s.backend,
+            "device": s.device_name() if s.available else None,
+            "seconds": round(time.monotonic() - t0, 1),
+            "control": {
+                "passed": control.exit_code == 0,
+                "exit_code": control.exit_code,
+                "seconds": round(control.seconds, 1),
+                "failed": control_failed,
+                "baselines": control_baselines,
+            },
+            "mutants": rows,
+        }
+        if args.report:
+            Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.report).write_text(json.dumps(report, indent=2, default=str) + "\n")
+        return report
+
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="fp8-verify-mutant") as pool:
         futures = {
             pool.submit(_pytest_run, i, profile, selection, True, control_failed, log_dir, threads): i
@@ -718,6 +745,7 @@ def main(args, extra: list[str]) -> int:
                     + (f" by {', '.join(row['killed_by'])}" if row["killed"] else "")
                     + (f"\n  {row['reason'][:400]}" if row["status"] == "error" else "")
                 )
+                write_report([by_id[k] for k in ids if k in by_id], complete=False)
         except BaseException:  # Ctrl-C or a broken run: start no more runs
             pool.shutdown(wait=False, cancel_futures=True)
             raise
@@ -725,26 +753,7 @@ def main(args, extra: list[str]) -> int:
     say(f"baselines: {len(ids)} mutant(s), one at a time in this process")
     for row in rows:
         row["baselines"] = _run_baselines(row["id"])
-    report = {
-        "profile": profile,
-        "selection": selection,
-        "jobs": jobs,
-        "vllm_version": s.vllm_version,
-        "backend": s.backend,
-        "device": s.device_name() if s.available else None,
-        "seconds": round(time.monotonic() - t0, 1),
-        "control": {
-            "passed": control.exit_code == 0,
-            "exit_code": control.exit_code,
-            "seconds": round(control.seconds, 1),
-            "failed": control_failed,
-            "baselines": control_baselines,
-        },
-        "mutants": rows,
-    }
-    if args.report:
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(json.dumps(report, indent=2, default=str) + "\n")
+    write_report(rows, complete=True)
     print(
         f"vLLM {s.vllm_version}, kernel {s.backend}, profile {profile}, "
         f"selection {' '.join(selection)}; control "
