@@ -58,12 +58,16 @@ MUTANT_ENV = "FP8_VERIFY_MUTANT"
 RUNNER_ENV = "FP8_VERIFY_MUTANT_RUNNER"  # set by main(): no shrinking, no example database
 # Properties run on each mutant. Finding-marked properties are strict xfails on 0.23.0: they fail
 # whatever the mutant does, so they cannot kill one (only an accidental fix would, as an XPASS).
-# The suite's self-tests (oracle, strategies) never call vLLM: no mutant can change their outcome.
+# The suite's self-tests (oracle, strategies, calibration tooling) never call vLLM, and the plugin's
+# run only crash tests in pytest subprocesses: no mutant can change their outcome. (On an H100 the
+# plugin's alone took 200 of the control's 253 s.)
 DEFAULT_SELECTION = (
     "-m",
     "not finding",
     "--ignore=tests/test_oracle.py",
     "--ignore=tests/test_strategies.py",
+    "--ignore=tests/test_calibrate.py",
+    "--ignore=tests/test_plugin.py",
 )
 # With -x the first failure ends a run: numeric properties of the eager paths go first (cheap, and
 # the core claim), then the rest in file order, compiled tests last.
