@@ -1,4 +1,4 @@
-"""Assemble docs/reports/mutants-h100.json from this session's H100 runs of `fp8-verify mutants`.
+"""Assemble docs/reports/mutants-h100-split.json from this session's H100 runs of `fp8-verify mutants`.
 
 Why a script: device calls are limited to 10 minutes. The first call (`--jobs 6`, the default
 selection, calibration running beside it) killed 10 mutants before its limit and never wrote its
