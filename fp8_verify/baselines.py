@@ -156,9 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"error": s.error}))
         return 2
     if args.all:
-        from .mutants import CATALOGUE, _run_baselines
+        from .mutants import CATALOGUE, run_baselines
 
-        out = {"control": _run_baselines(None)} | {i: _run_baselines(i) for i in CATALOGUE}
+        out = {"control": run_baselines(None)} | {i: run_baselines(i) for i in CATALOGUE}
         print(json.dumps({"vllm_version": s.vllm_version, "device": s.device_name(), "runs": out}, indent=2))
         return 0
     if args.mutant:

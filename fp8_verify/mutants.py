@@ -590,7 +590,7 @@ def _test_name(r: dict) -> str:
     return r["test"].split("::")[-1]
 
 
-def _run_baselines(mutant_id: str | None) -> dict:
+def run_baselines(mutant_id: str | None) -> dict:
     from . import baselines
 
     undo = apply(mutant_id) if mutant_id else None
@@ -701,7 +701,7 @@ def main(args, extra: list[str]) -> int:
     from .subject import load
 
     s = load()
-    control_baselines = _run_baselines(None)
+    control_baselines = run_baselines(None)
     # The bug runs are independent processes, so up to `jobs` of them run at once; the baselines plant
     # the bug in this process, so they run here, one at a time, in catalogue order, once the runs are
     # done (at --jobs 1 as before: no run shares the machine with another run or with a baseline).
@@ -756,7 +756,7 @@ def main(args, extra: list[str]) -> int:
     rows = [by_id[i] for i in ids]
     say(f"baselines: {len(ids)} mutant(s), one at a time in this process")
     for row in rows:
-        row["baselines"] = _run_baselines(row["id"])
+        row["baselines"] = run_baselines(row["id"])
     write_report(rows, complete=True)
     print(
         f"vLLM {s.vllm_version}, kernel {s.backend}, profile {profile}, "
