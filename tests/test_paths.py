@@ -1,102 +1,80 @@
-"""The core properties: every path agrees with the exact reference within the FP8 error bound, and the
-paths agree with one another bit for bit where they run the same kernel on the same data."""
+"""The core properties: every path agrees with the exact reference within the FP8 bound, every path that
+ends in the SM90 kernel gives that kernel's bits, and a path whose kernel takes only some M says so
+clearly for the others. Each runs on every path of the registry that has the facts it needs (the
+``gemm`` fixture; fp8_verify/suite/selection.py), drawing M from the path's own M rule."""
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 import pytest
 from hypothesis import given, note
 from hypothesis import strategies as st
 
-from fp8_verify.make import make
-from fp8_verify.paths import PATH_NAMES
-from fp8_verify.testing import (
+from fp8_verify.problem import build
+from fp8_verify.subject.registry import CUTLASS_SM90
+from fp8_verify.suite.properties import (
+    WORDS_M4,
+    assert_same_bits,
     check_within_bound,
     device,
+    kernel_alone,
     rejects_clearly,
-    require_path,
     run_or_exception,
 )
-from fp8_verify.verdict import bitwise_diff
 from strategies import m_dims, problem_specs
 
-EAGER = ("bypass", "padded", "dynamic_eager")
 pytestmark = pytest.mark.cpu
 
 
-@pytest.mark.parametrize("path", [p for p in PATH_NAMES if p != "dynamic_compiled"])
-@given(spec=problem_specs())
-def test_within_bound(path, spec, fp8_record):
-    """Each path's output is within the per-element FP8 bound of the float64 reference."""
-    gemm = require_path(path)
-    if gemm.needs_aligned_m() and spec.m % 4:
-        spec = replace(spec, m=spec.m + 4 - spec.m % 4)
-    p = make(spec, device())
+@given(data=st.data())
+def test_within_bound(gemm, data, fp8_record):
+    """The path's output is within the per-element FP8 bound of the float64 reference, for every M its
+    kernel takes on this release."""
+    spec = data.draw(problem_specs(m=m_dims(aligned=gemm.m_rule.aligned)), label="spec")
+    p = build(spec, device())
     note(p.describe())
     check_within_bound(gemm, p, fp8_record)
 
 
-@pytest.mark.finding("FV-001")
-@pytest.mark.compiled
-@pytest.mark.parametrize("path", ["dynamic_compiled"])
-@given(spec=problem_specs(m=m_dims(max_value=256)))
-def test_compiled_cond_within_bound(path, spec, fp8_record):
-    """``_dynamic_padded_cutlass`` traced by torch.compile (its torch.cond) is within the bound."""
-    p = make(spec, device())
+@pytest.mark.paths(kernel=CUTLASS_SM90)
+@given(data=st.data())
+def test_agrees_with_kernel(gemm, data, fp8_record):
+    """A path that ends in the SM90 kernel gives the kernel's own bits: padding, slicing, the op
+    registration and compilation change nothing (``kernel_alone``: the kernel on a packed copy)."""
+    spec = data.draw(problem_specs(m=m_dims(aligned=gemm.m_rule.aligned)), label="spec")
+    p = build(spec, device())
     note(p.describe())
-    check_within_bound(require_path(path), p, fp8_record)
+    out = gemm.run(p)
+    fp8_record.example()
+    assert_same_bits(out, kernel_alone(p), f"{gemm.name} vs the kernel alone on {p.describe()}")
 
 
-@pytest.mark.parametrize("path", ["bypass"])
-@given(spec=problem_specs(m=m_dims(max_value=256, aligned=False)))
-def test_unaligned_m_is_rejected_or_right(path, spec, fp8_record):
-    """The bypass cannot pad: for M % 4 != 0 it must raise an error that says so, or be right."""
-    gemm = require_path(path)
-    p = make(spec, device())
+@pytest.mark.paths(restricts_m=True)
+@given(data=st.data())
+def test_unaligned_m_is_rejected_or_right(gemm, data, fp8_record):
+    """A path whose kernel takes only M % 4 == 0 (and does not pad) must, for other M, raise an error
+    that says so -- or be right."""
+    spec = data.draw(problem_specs(m=m_dims(max_value=256, aligned=False)), label="spec")
+    p = build(spec, device())
     note(p.describe())
     _out, exc = run_or_exception(gemm, p)
-    if exc is not None:
-        fp8_record.example()
-        assert rejects_clearly(exc, "divisible by 4", "misaligned", "align", "m % 4"), (
-            f"bypass rejected M={p.m} with an error that does not name the problem: {exc!r}"
-        )
-    else:
+    if exc is None:
         check_within_bound(gemm, p, fp8_record)
-
-
-@given(spec=problem_specs(), compiled=st.booleans())
-def test_paths_agree_bitwise(spec, compiled, fp8_record):
-    """Paths that run the same kernel on the same rows give the same bits: ``dynamic_eager`` equals
-    ``padded`` always and ``bypass`` when M % 4 == 0; the registered op in a compiled graph equals it
-    eagerly."""
-    p = make(spec, device())
-    note(p.describe())
-    names = [*EAGER, "compiled_op"] if compiled else list(EAGER)
-    outs = {}
-    for name in names:
-        gemm = require_path(name)
-        if gemm.needs_aligned_m() and p.m % 4:
-            continue
-        outs[name] = gemm.run(p)
+        return
     fp8_record.example()
-    base = outs.pop("dynamic_eager")
-    for name, out in outs.items():
-        diff = bitwise_diff(out, base)
-        assert diff is None, f"{name} vs dynamic_eager on {p.describe()}: {diff}"
+    assert rejects_clearly(exc, *WORDS_M4), (
+        f"{gemm.name} rejected M={p.m} with an error that does not name the problem: {exc!r}"
+    )
 
 
-@given(spec=problem_specs(m=m_dims(max_value=64)))
-def test_output_is_fresh_and_whole(spec, fp8_record):
+@pytest.mark.paths(compiled=False)
+@given(data=st.data())
+def test_output_is_fresh_and_whole(gemm, data, fp8_record):
     """The output has exactly M rows, is contiguous, and owns no storage shared with the inputs."""
-    p = make(spec, device())
-    for name in EAGER:
-        gemm = require_path(name)
-        if gemm.needs_aligned_m() and p.m % 4:
-            continue
-        out = gemm.run(p)
-        assert out.shape == (p.m, p.n) and out.dtype == p.out_dtype, (name, out.shape, out.dtype)
-        assert out.is_contiguous(), f"{name}: output strides {out.stride()} are not contiguous"
-        for t in p.args():
-            assert out.untyped_storage().data_ptr() != t.untyped_storage().data_ptr(), name
+    spec = data.draw(problem_specs(m=m_dims(max_value=64, aligned=gemm.m_rule.aligned)), label="spec")
+    p = build(spec, device())
+    out = gemm.run(p)
     fp8_record.example()
+    assert out.shape == (p.m, p.n) and out.dtype == p.out_dtype, (gemm.name, out.shape, out.dtype)
+    assert out.is_contiguous(), f"{gemm.name}: output strides {out.stride()} are not contiguous"
+    for t in p.args():
+        assert out.untyped_storage().data_ptr() != t.untyped_storage().data_ptr(), gemm.name
