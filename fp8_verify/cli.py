@@ -1,6 +1,9 @@
-"""``fp8-verify`` (also ``python -m fp8_verify``): env | check | mutants | bench | repro.
+"""``fp8-verify`` (also ``python -m fp8_verify``): env | check | repro, and the tools' commands
+(mutants, bench, matrix).
 
-Bad input gets a one-line message and exit status 2, never a traceback.
+The composition root: it imports the product and, for the tools' commands, the tooling (lazily, when
+such a command runs); nothing in the product imports this module. Bad input gets a one-line message and
+exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -11,20 +14,42 @@ import os
 import sys
 from pathlib import Path
 
+from .errors import UsageError
+
 ROOT = Path(__file__).resolve().parent.parent
-TESTS = ROOT / "tests"
+# pytest's settings for the installed suite (in a checkout pyproject.toml and conftest.py give them)
+INSTALLED_SETTINGS = [
+    "-p",
+    "fp8_verify.plugin",
+    "-W",
+    "ignore::DeprecationWarning",
+    "-W",
+    "ignore::FutureWarning",
+]
 
 
-class UsageError(Exception):
-    """Bad input to the suite: reported in one line, exit status 2."""
+def suite_location() -> tuple[Path, list[str]]:
+    """Where the properties are -- a checkout's ``tests/`` (beside this package), else the installed
+    ``fp8_verify.properties`` -- and the pytest options that place needs."""
+    checkout = ROOT / "tests"
+    if checkout.is_dir() and (ROOT / "conftest.py").is_file():
+        return checkout, ["--rootdir", str(ROOT)]
+    from importlib.util import find_spec
+
+    spec = find_spec("fp8_verify.properties")
+    if spec is None or not spec.submodule_search_locations:
+        raise UsageError("the property suite is not installed (fp8_verify.properties is missing)")
+    where = Path(next(iter(spec.submodule_search_locations)))
+    return where, ["--rootdir", str(where), "-c", os.devnull, *INSTALLED_SETTINGS]
 
 
 def _env(args, extra: list[str]) -> int:
-    from . import paths, subject
-
-    s = subject.load()
     import torch
 
+    from .subject.registry import default
+    from .subject.vllm import load
+
+    s = load()
     info = {
         "fp8_verify": __import__("fp8_verify").__version__,
         "torch": torch.__version__,
@@ -32,16 +57,13 @@ def _env(args, extra: list[str]) -> int:
         "device": s.device_name()
         if s.available
         else ("CPU" if not torch.cuda.is_available() else torch.cuda.get_device_name()),
-        "kernel": f"{s.backend}: {s.backend_reason}" if s.available else "none",
-        "compile_backend": paths.compile_backend() if s.available else None,
+        "kernel": f"{s.kernel}: {s.kernel_reason}" if s.available else "none",
         "paths": {},
     }
-    for name, p in paths.discover().items():
-        info["paths"][name] = (
-            f"available, on the {'real SM90 kernel' if s.backend == 'real' else 'CPU double'}"
-            if p.available
-            else f"absent: {p.reason}"
-        )
+    where = "real SM90 kernel" if s.kernel == "real" else "CPU double"
+    for p in default():
+        rule = "" if p.m_rule.value == "any M" else f", {p.m_rule.value}"
+        info["paths"][p.name] = f"available, on the {where}{rule}" if p.available else f"absent: {p.reason}"
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -49,19 +71,15 @@ def _env(args, extra: list[str]) -> int:
         if k == "paths":
             print("paths:")
             for n, d in v.items():
-                print(f"  {n:<17} {d}")
+                print(f"  {n:<24} {d}")
         else:
             print(f"{k + ':':<17} {v}")
     return 0
 
 
 def _pytest_args(args, extra: list[str]) -> list[str]:
-    if not TESTS.is_dir():
-        raise UsageError(
-            f"the property suite is not at {TESTS}; install fp8-verify from a checkout "
-            "(pip install -e .) or run it from one"
-        )
-    out = [str(TESTS), "-p", "no:cacheprovider", "--rootdir", str(ROOT)]
+    tests, options = suite_location()
+    out = [str(tests), "-p", "no:cacheprovider", *options]
     if args.report:
         out += ["--fp8-report", args.report]
     if getattr(args, "summary_md", None):
@@ -72,32 +90,62 @@ def _pytest_args(args, extra: list[str]) -> list[str]:
 def _check(args, extra: list[str]) -> int:
     import pytest
 
-    from .plugin import PROFILES
+    from .suite.options import PROFILES
 
     if args.profile and args.profile not in PROFILES:
         raise UsageError(f"unknown profile {args.profile!r}; choose one of {', '.join(PROFILES)}")
     if args.profile:
         os.environ["FP8_VERIFY_PROFILE"] = args.profile
         extra = ["--hypothesis-profile", args.profile, *extra]
+    from .subject.registry import external
+    from .suite.options import check_environment
+
+    check_environment()
+    if args.require == "double":
+        from .subject.vllm import FORCE_CPU_ENV
+
+        os.environ[FORCE_CPU_ENV] = "1"
+    from .subject.vllm import load
+
+    s = load()
+    if not s.available and not args.dry_run:
+        raise UsageError(f"no subject to test: {s.error} (--dry-run runs the suite anyway)")
+    if args.require == "real" and s.kernel != "real":
+        raise UsageError(f"--require real: the real SM90 kernel did not load ({s.kernel_reason or s.error})")
+    for text in args.path or []:
+        external(text)  # a bad --path is a one-line usage error here, before pytest starts
+        extra = ["--fp8-path", text, *extra]
+    if args.require:
+        extra = ["--fp8-require", args.require, *extra]
+    if args.dry_run:
+        extra = ["--fp8-dry-run", *extra]
     if args.mutant:
-        from .mutants import CATALOGUE
+        from .tools.mutants.catalogue import CATALOGUE
+        from .tools.mutants.plant import MUTANT_ENV
 
         if args.mutant not in CATALOGUE:
             raise UsageError(f"unknown mutant {args.mutant!r}; `fp8-verify mutants --list` lists them")
-        os.environ["FP8_VERIFY_MUTANT"] = args.mutant
+        os.environ[MUTANT_ENV] = args.mutant
+        extra = ["-p", "fp8_verify.tools.mutants.plant", *extra]
     return int(pytest.main(_pytest_args(args, extra)))
 
 
 def _mutants(args, extra: list[str]) -> int:
-    from . import mutants
+    from .tools.mutants import runner
 
-    return mutants.main(args, extra)
+    return runner.main(args, extra)
 
 
 def _bench(args, extra: list[str]) -> int:
-    from . import bench
+    from .tools.bench import cli
 
-    return bench.main(args, extra)
+    return cli.main(args, extra)
+
+
+def _matrix(args, extra: list[str]) -> int:
+    from .tools import matrix
+
+    return matrix.main(args, extra)
 
 
 def _repro(args, extra: list[str]) -> int:
@@ -106,19 +154,18 @@ def _repro(args, extra: list[str]) -> int:
         raise UsageError(f"no repro script at {path}")
     import runpy
 
-    from . import subject
+    from .subject.vllm import load
 
-    s = subject.load()  # without a Hopper GPU this puts the CPU double under vLLM, as in `check`
+    s = load()  # without a Hopper GPU this puts the CPU double under vLLM, as in `check`
     if not s.available:
         raise UsageError(s.error)
     if args.mutant:
-        from .mutants import CATALOGUE, apply
+        from .tools.mutants.catalogue import CATALOGUE, apply
 
         if args.mutant not in CATALOGUE:
             raise UsageError(f"unknown mutant {args.mutant!r}; `fp8-verify mutants --list` lists them")
         apply(args.mutant)
     sys.path.insert(0, str(path.parent))
-
     sys.argv = [str(path), *extra]
     try:
         runpy.run_path(str(path), run_name="__main__")
@@ -148,6 +195,18 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--report", metavar="FILE.json", help="write the JSON report")
     c.add_argument("--summary-md", metavar="FILE.md", help="write the Markdown summary")
     c.add_argument("--mutant", metavar="ID", help="plant this bug in the subject first")
+    c.add_argument(
+        "--path",
+        action="append",
+        metavar="NAME=module:function[@m4]",
+        help="add your GEMM (vLLM's signature) as a path; every property that applies runs on it",
+    )
+    c.add_argument(
+        "--require",
+        choices=("auto", "real", "double", "any"),
+        help="which kernel must run (default auto: the real one where an SM90 GPU is visible)",
+    )
+    c.add_argument("--dry-run", action="store_true", help="run even without a usable vLLM (its tests skip)")
     c.set_defaults(fn=_check)
     m = sub.add_parser("mutants", help="planted-bug check: which properties kill which bugs")
     m.add_argument("--list", action="store_true", help="list the catalogue")
@@ -164,9 +223,15 @@ def parser() -> argparse.ArgumentParser:
     )
     m.set_defaults(fn=_mutants)
     b = sub.add_parser("bench", help="time the paths (needs the real SM90 kernel)")
-    b.add_argument("--out", default="bench-out", help="folder for CSV, JSON and PNG")
-    b.add_argument("--quick", action="store_true", help="a few shapes and M values")
+    from .tools.bench.cli import add_arguments
+
+    add_arguments(b)
     b.set_defaults(fn=_bench)
+    x = sub.add_parser("matrix", help="the suite on several vLLM releases, one table (tools/matrix.py)")
+    from .tools.matrix import add_arguments as matrix_arguments
+
+    matrix_arguments(x)
+    x.set_defaults(fn=_matrix)
     r = sub.add_parser("repro", help="replay a repro script written by a failing run")
     r.add_argument("file")
     r.add_argument("--mutant", metavar="ID", help="plant this bug first (to replay a mutant's failure)")
@@ -178,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = parser()
     args, extra = p.parse_known_args(argv)
-    if extra and args.cmd not in ("check", "repro", "mutants", "bench"):
+    if extra and args.cmd not in ("check", "repro", "mutants", "bench", "matrix"):
         p.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.fn(args, extra)

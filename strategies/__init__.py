@@ -1,8 +1,9 @@
 """Hypothesis strategies for block-scaled FP8 GEMM problems.
 
 Small pieces that compose: :func:`m_dims` / :func:`nk_dims` draw dimensions with the edges weighted in,
-:func:`block_shapes`, :func:`value_regimes`, :func:`scale_regimes` and :func:`out_dtypes` draw the
-rest, :func:`problem_specs` puts them together and :func:`problems` builds tensors from a spec.
+:func:`weight_shapes` the (N, K) of real checkpoints' layers and :func:`weight_dims` a mix of both;
+:func:`block_shapes`, :func:`value_regimes`, :func:`scale_regimes` and :func:`out_dtypes` draw the rest,
+:func:`problem_specs` puts them together and :func:`problems` builds tensors from a spec.
 
 >>> from hypothesis import given
 >>> @given(problems(m=m_dims(max_value=64), device="cpu"))
@@ -17,9 +18,13 @@ from .problems import (
     problems,
     scale_regimes,
     value_regimes,
+    weight_dims,
 )
+from .shapes import SHAPES, Shape, weight_shapes
 
 __all__ = [
+    "SHAPES",
+    "Shape",
     "block_shapes",
     "m_dims",
     "nk_dims",
@@ -28,4 +33,6 @@ __all__ = [
     "problems",
     "scale_regimes",
     "value_regimes",
+    "weight_dims",
+    "weight_shapes",
 ]

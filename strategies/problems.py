@@ -1,13 +1,22 @@
-"""Whole problems: a :class:`~fp8_verify.make.ProblemSpec` drawn from composable parts."""
+"""Whole problems: a :class:`~fp8_verify.problem.ProblemSpec` drawn from composable parts."""
 
 from __future__ import annotations
 
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from fp8_verify.make import QUANTIZED_SCALES, SCALE_REGIMES, VALUE_REGIMES, ProblemSpec, make, max_m_for
+from fp8_verify.problem import (
+    QUANTIZED_SCALES,
+    SCALE_REGIMES,
+    VALUE_REGIMES,
+    ProblemSpec,
+    build,
+    max_m_for,
+    work_budget,
+)
 
 from .dims import m_dims, nk_dims
+from .shapes import SHAPES, weight_shapes
 
 SUPPORTED_BLOCKS = ((128, 128),)  # the only block shape the SM90 CUTLASS kernel takes
 
@@ -30,7 +39,7 @@ def block_shapes(shapes=SUPPORTED_BLOCKS) -> st.SearchStrategy[tuple[int, int]]:
 
 
 def value_regimes(regimes=None) -> st.SearchStrategy[str]:
-    """Value regimes (see :mod:`fp8_verify.make`); ``quantized`` first, so it is what shrinking reaches."""
+    """Value regimes (:mod:`fp8_verify.problem.build`); ``quantized`` first, so shrinking reaches it."""
     return st.sampled_from(_subset("value_regimes", regimes, VALUE_REGIMES))
 
 
@@ -44,6 +53,22 @@ def out_dtypes(dtypes=("bfloat16", "float16")) -> st.SearchStrategy[str]:
     return st.sampled_from(_subset("out_dtypes", dtypes, ("bfloat16", "float16")))
 
 
+REAL_SHAPE_SHARE = 10  # percent of drawn weights that are a real checkpoint's layer (when one fits)
+
+
+@st.composite
+def weight_dims(draw, max_work: int | None = None) -> tuple[int, int]:
+    """``(N, K)``: small dims with partial blocks (N <= 512, K <= 1024) and, one draw in ten, a real
+    checkpoint's layer (:mod:`strategies.shapes`) whose single row fits ``max_work`` multiply-adds
+    (default: the work budget, :func:`fp8_verify.problem.work_budget`). The small dims are drawn first and
+    the real shape only on top, so shrinking leaves the small ones."""
+    n, k = draw(nk_dims(max_value=512)), draw(nk_dims(max_value=1024))
+    limit = work_budget() if max_work is None else max_work
+    if any(s.n * s.k <= limit for s in SHAPES) and draw(st.integers(0, 99)) >= 100 - REAL_SHAPE_SHARE:
+        n, k = draw(weight_shapes(max_elements=limit))
+    return n, k
+
+
 @st.composite
 def problem_specs(
     draw,
@@ -54,13 +79,18 @@ def problem_specs(
     values: st.SearchStrategy[str] | None = None,
     scales: st.SearchStrategy[str] | None = None,
     out_dtype: st.SearchStrategy[str] | None = None,
+    weights: st.SearchStrategy[tuple[int, int]] | None = None,
     max_bytes: int | None = None,
+    max_work: int | None = None,
 ) -> ProblemSpec:
     """A :class:`ProblemSpec`; every part can be replaced by a strategy of its own.
 
-    M is capped so that the problem and its check fit ``max_bytes`` (default: a quarter of the free
-    GPU memory, or ``$FP8_VERIFY_MAX_PROBLEM_BYTES``; see :func:`fp8_verify.make.memory_budget`), so
-    a nightly run with large dimensions on a busy or small GPU draws smaller problems, not OOM errors.
+    ``n`` and ``k`` draw the weight's dims independently; without them ``weights`` draws ``(N, K)``
+    together (default :func:`weight_dims`: small dims, and real checkpoints' layers). M (default
+    :func:`m_dims` up to 4096: past one wave of output tiles on a GPU) is then capped, keeping its
+    residue mod 4, so that the problem fits ``max_bytes`` of memory and ``max_work`` multiply-adds
+    (defaults: :func:`fp8_verify.problem.memory_budget`, :func:`fp8_verify.problem.work_budget`): a run
+    on a small GPU or on the CPU draws smaller problems, not out-of-memory errors or hour-long examples.
 
     >>> problem_specs(m=st.just(5)).example().m
     5
@@ -73,11 +103,15 @@ def problem_specs(
         ("values", values),
         ("scales", scales),
         ("out_dtype", out_dtype),
+        ("weights", weights),
     ):
         if s is not None and not isinstance(s, st.SearchStrategy):
             raise InvalidArgument(f"problem_specs: {name}={s!r} must be a Hypothesis strategy")
-    if max_bytes is not None and (not isinstance(max_bytes, int) or max_bytes <= 0):
-        raise InvalidArgument(f"problem_specs: max_bytes={max_bytes!r} must be a positive int")
+    for name, x in (("max_bytes", max_bytes), ("max_work", max_work)):
+        if x is not None and (not isinstance(x, int) or x <= 0):
+            raise InvalidArgument(f"problem_specs: {name}={x!r} must be a positive int")
+    if weights is not None and (n is not None or k is not None):
+        raise InvalidArgument("problem_specs: give weights=(N, K) pairs, or n and k, not both")
     v = draw(value_regimes() if values is None else values)
     if v == "quantized":
         sc = draw(st.sampled_from(QUANTIZED_SCALES))
@@ -85,14 +119,15 @@ def problem_specs(
     else:
         sc = draw(scale_regimes() if scales is None else scales)
         spread = 0
-    n_, k_ = (
-        draw(nk_dims(max_value=512) if n is None else n),
-        draw(nk_dims(max_value=1024) if k is None else k),
-    )
-    m_ = draw(m_dims() if m is None else m)
-    cap = max_m_for(n_, k_, max_bytes)
-    if m_ > cap:  # shapes are capped by free memory: keep M's residue mod 4 where the cap allows
-        m_ = max(1, cap - (cap - m_) % 4) if cap >= 4 else cap
+    if n is None and k is None:
+        n_, k_ = draw(weight_dims(max_work) if weights is None else weights)
+    else:
+        n_ = draw(nk_dims(max_value=512) if n is None else n)
+        k_ = draw(nk_dims(max_value=1024) if k is None else k)
+    m_ = draw(m_dims(max_value=4096) if m is None else m)
+    cap = max_m_for(n_, k_, max_bytes, max_work)
+    if m_ > cap:  # keep M's residue mod 4; an aligned M stays aligned even past a cap under 4
+        m_ = cap - (cap - m_) % 4 if cap >= 4 else (4 if m_ % 4 == 0 else min(m_ % 4, cap))
     return ProblemSpec(
         m=m_,
         n=n_,
@@ -108,4 +143,4 @@ def problem_specs(
 
 def problems(device="cpu", **kwargs):
     """Problems built on ``device`` from :func:`problem_specs` (``kwargs`` go there)."""
-    return problem_specs(**kwargs).map(lambda spec: make(spec, device))
+    return problem_specs(**kwargs).map(lambda spec: build(spec, device))

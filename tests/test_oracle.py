@@ -10,11 +10,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fp8_verify.bound import ETA_OUT, U_OUT, oracle
-from fp8_verify.make import ProblemSpec, make
-from fp8_verify.plugin import examples
-from fp8_verify.reference import reference, reference_loop
-from fp8_verify.verdict import bitwise_diff, judge
+from fp8_verify.judge.bound import ETA_OUT, U_OUT, oracle
+from fp8_verify.judge.metrics import THRESHOLD, vllm_rel_diff
+from fp8_verify.judge.reference import reference, reference_loop
+from fp8_verify.judge.verdict import bitwise_diff, judge
+from fp8_verify.problem import ProblemSpec, build
+from fp8_verify.suite.options import examples
 from strategies import m_dims, nk_dims, problem_specs
 
 pytestmark = pytest.mark.cpu
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.cpu
 )
 def test_reference_equals_loop(spec):
     """The vectorized float64 reference equals a per-element Python loop (partial blocks included)."""
-    p = make(spec)
+    p = build(spec)
     # Both sum in float64 but in different orders: they may differ by float64 rounding of sum |terms|.
     tol = 1e-12 * oracle(p).abs_sum + 1e-300
     diff = (reference(p) - reference_loop(p)).abs()
@@ -47,7 +48,7 @@ def _ideal(p):
 @given(problem_specs(m=m_dims(max_value=64)))
 def test_correctly_rounded_output_passes(spec):
     """The bound admits the correctly rounded result (it is an upper bound, not a guess)."""
-    p = make(spec)
+    p = build(spec)
     v = judge(_ideal(p), oracle(p), p, "ideal")
     assert v.ok, v.message()
 
@@ -65,20 +66,13 @@ def _cols(what: str, j: int, n: int, bn: int) -> slice:
 PLANTS = {"element": 0.05, "row": 0.02, "block": 0.03}
 
 
-def mean_relative(out: torch.Tensor, ref: torch.Tensor) -> float:
-    """vLLM's test_block_fp8.py metric: mean |out - ref| / mean |ref|, its reference rounded to the
-    output dtype as there."""
-    ref = ref.to(out.dtype).double()
-    return float((out.double() - ref).abs().mean() / ref.abs().mean())
-
-
 @pytest.mark.parametrize("what", list(PLANTS))
 @settings(max_examples=examples(15))
 @given(seed=st.integers(0, 2**16), m=st.integers(64, 200), data=st.data())
 def test_bound_catches_one_wrong(what, seed, m, data):
     """A few-percent error in one element, one row or one 128-wide block fails the verdict -- and
     slips under vLLM's mean-relative < 1e-3 metric, which is why the verdict is per element."""
-    p = make(ProblemSpec(m=m, n=512, k=512, seed=seed))
+    p = build(ProblemSpec(m=m, n=512, k=512, seed=seed))
     o = oracle(p)
     out = o.ref.clone()
     i = data.draw(st.integers(0, m - 1), label="row")
@@ -90,7 +84,7 @@ def test_bound_catches_one_wrong(what, seed, m, data):
     assert not v.ok, f"a wrong {what} at ({i}, {j}) passed: {v.message()}"
     assert i in v.bad_rows
     if what == "element":
-        assert mean_relative(out, o.ref) < 1e-3  # the baseline metric would not notice
+        assert vllm_rel_diff(out, o.ref.to(out.dtype)) < THRESHOLD  # the upstream metric would not notice
 
 
 def test_bound_constants():
@@ -101,7 +95,7 @@ def test_bound_constants():
 
 
 def test_nan_and_wrong_inf_fail():
-    p = make(ProblemSpec(m=4, n=128, k=128, seed=1))
+    p = build(ProblemSpec(m=4, n=128, k=128, seed=1))
     o = oracle(p)
     for bad in (float("nan"), float("inf")):
         out = o.ref.to(p.out_dtype)
@@ -110,10 +104,13 @@ def test_nan_and_wrong_inf_fail():
         assert not v.ok and v.worst == (1, 2), v.message()
 
 
-def test_shape_mismatch_is_a_failure_not_a_crash():
-    p = make(ProblemSpec(m=5, n=128, k=128))
+def test_shape_mismatch_is_an_attribute_mismatch():
+    """A wrong shape or dtype is reported as torch.testing does, before any value is compared."""
+    p = build(ProblemSpec(m=5, n=128, k=128))
     v = judge(torch.zeros(8, 128, dtype=p.out_dtype), oracle(p), p, "padded rows leak")
-    assert not v.ok and "got shape (8, 128)" in v.message()
+    assert not v.ok and "attribute 'shape' do not match: (8, 128) != (5, 128)" in v.message(), v.message()
+    v = judge(torch.zeros(5, 128, dtype=torch.float32), oracle(p), p, "fp32 out")
+    assert not v.ok and "attribute 'dtype' do not match: torch.float32 != torch.bfloat16" in v.message()
 
 
 def test_bitwise_diff():
@@ -126,7 +123,7 @@ def test_bitwise_diff():
 
 def test_nonfinite_reference_needs_the_same_nonfinite_output():
     """A NaN in the reference is matched only by NaN (a finite output there is wrong, not vacuous)."""
-    p = make(ProblemSpec(m=4, n=128, k=128, seed=2))
+    p = build(ProblemSpec(m=4, n=128, k=128, seed=2))
     a = p.a.clone()
     a.view(torch.uint8)[1, 5] = 0x7F  # e4m3fn NaN
     q = replace(p, a=a)

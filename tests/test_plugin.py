@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fp8_verify import subject
-from fp8_verify.plugin import is_sticky_cuda_error
+from fp8_verify.subject.vllm import load
+from fp8_verify.suite.isolation import CrashIsolation, is_sticky_cuda_error
 
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.cpu
@@ -56,7 +56,7 @@ def test_plugin_in_a_fresh_project(pytester, monkeypatch):
 CRASH_CASES = {
     # A sticky error's text without a GPU: the plugin is told every test needs the GPU.
     "simulated": (
-        "import fp8_verify.plugin as P\nP._needs_gpu = lambda item: True\n",
+        "import fp8_verify.suite.plugin as P\nP.State.needs_gpu = lambda self, item: True\n",
         'raise RuntimeError("CUDA error: an illegal memory access was encountered")',
         "pass",
     ),
@@ -79,7 +79,7 @@ def test_sticky_error_isolated_under_xdist(kind, pytester, monkeypatch):
     test's own error as the reason and says its worker was restarted."""
     root = Path(__file__).resolve().parent.parent
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
-    if kind == "simulated" and subject.load().backend == "real":
+    if kind == "simulated" and load().kernel == "real":
         pytest.skip("the real-cuda variant runs here instead (each xdist worker imports vLLM: ~25 s)")
     conf, crash, after = CRASH_CASES[kind]
     pytester.makeconftest('pytest_plugins = ["fp8_verify.plugin"]\n' + conf)
@@ -107,14 +107,32 @@ def test_sticky_error_isolated_under_xdist(kind, pytester, monkeypatch):
 def test_poison_skips_later_gpu_tests(monkeypatch):
     """After a sticky CUDA error, later GPU tests are skipped naming the test that poisoned the
     context (without xdist; under xdist the worker exits and a fresh one carries on)."""
-    from fp8_verify import plugin
-
-    monkeypatch.setattr(plugin, "_poisoned_by", "tests/x.py::test_crash")
-    monkeypatch.setattr(plugin, "_needs_gpu", lambda item: True)
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    iso = CrashIsolation(needs_gpu=lambda item: True)
+    iso.poisoned_by = "tests/x.py::test_crash"
 
     class Item:
         name = "test_next"
 
     with pytest.raises(pytest.skip.Exception, match=r"poisoned by tests/x\.py::test_crash"):
-        plugin.pytest_runtest_setup(Item())
+        iso.pytest_runtest_setup(Item())
+
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "test_block_fp8_property.py"
+
+
+@pytest.mark.skipif(not EXAMPLE.is_file(), reason="the docs/ example is not shipped with the installed suite")
+def test_upstream_style_example(pytester, monkeypatch):
+    """The worked example (a vLLM-style test rewritten as a property, docs/public-api.md) runs in a project
+    of its own with the opt-in plugin and the public API -- and fails once a bug is planted in the kernel
+    (row 1 scaled with row 0's activation scales)."""
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("FP8_VERIFY_PROFILE", "dev")
+    pytester.makepyfile(test_example=EXAMPLE.read_text())
+    args = ("-p", "fp8_verify.plugin", "-p", "no:cacheprovider")
+    pytester.runpytest_subprocess(*args).assert_outcomes(passed=1)
+    monkeypatch.setenv("FP8_VERIFY_MUTANT", "kernel-neighbour-row-scale")
+    r = pytester.runpytest_subprocess(*args, "-p", "fp8_verify.tools.mutants.plant")
+    r.assert_outcomes(failed=1)
+    r.stdout.fnmatch_lines(["*not bit-identical to the SM90 kernel's emulation*"])

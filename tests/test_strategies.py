@@ -9,10 +9,9 @@ from hypothesis import find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from fp8_verify import make as make_mod
-from fp8_verify.make import ProblemSpec, make, problem_bytes
-from fp8_verify.plugin import examples
-from fp8_verify.problem import cdiv
+from fp8_verify.errors import UsageError
+from fp8_verify.problem import ProblemSpec, budget, build, cdiv, problem_bytes
+from fp8_verify.suite.options import examples
 from strategies import block_shapes, m_dims, nk_dims, problem_specs, value_regimes
 
 pytestmark = pytest.mark.cpu
@@ -21,7 +20,7 @@ pytestmark = pytest.mark.cpu
 @settings(max_examples=examples(40))
 @given(problem_specs(m=m_dims(max_value=64), n=nk_dims(max_value=272), k=nk_dims(max_value=400)))
 def test_problems_are_well_formed(spec):
-    p = make(spec)
+    p = build(spec)
     assert p.a.dtype == p.b.dtype == torch.float8_e4m3fn
     assert p.a_scale.shape == (p.m, cdiv(p.k, 128))
     assert p.a_scale.stride(0) == 1 or p.m == 1  # M-major (a single row is any layout)
@@ -32,7 +31,7 @@ def test_problems_are_well_formed(spec):
 
 @given(problem_specs(m=m_dims(max_value=32)))
 def test_same_spec_same_bits(spec):
-    x, y = make(spec), make(spec)
+    x, y = build(spec), build(spec)
     assert torch.equal(x.a.view(torch.uint8), y.a.view(torch.uint8))
     assert torch.equal(x.a_scale, y.a_scale) and torch.equal(x.b_scale, y.b_scale)
 
@@ -91,26 +90,30 @@ def test_bad_spec_is_named(kw, match):
 
 
 BUDGET = problem_bytes(64, 512, 1024)  # M = 64 fits N = 512, K = 1024; M = 512 does not
+WORK = 2**26
 
 
 @settings(max_examples=examples(40))
 @given(st.data())
-def test_shapes_fit_the_memory_budget(data):
-    """Drawn problems fit the memory budget: M is capped (keeping M % 4), never N or K."""
+def test_shapes_fit_the_budgets(data):
+    """Drawn problems fit the memory and work budgets: M is capped (keeping M % 4), never N or K; only an
+    aligned M stays at 4 past a cap under 4 (a path that needs M % 4 == 0 must still be drawable)."""
     m = data.draw(m_dims(max_value=512), label="m before the cap")
-    spec = data.draw(problem_specs(m=st.just(m), max_bytes=BUDGET))
-    assert problem_bytes(spec.m, spec.n, spec.k) <= BUDGET or spec.m == 1
+    spec = data.draw(problem_specs(m=st.just(m), max_bytes=BUDGET, max_work=WORK))
+    fits = problem_bytes(spec.m, spec.n, spec.k) <= BUDGET and spec.m * spec.n * spec.k <= WORK
+    assert fits or spec.m == 1 or (spec.m == 4 and m % 4 == 0)
     assert spec.m <= m
-    if spec.m < m:
-        assert spec.m % 4 == m % 4 and problem_bytes(spec.m + 4, spec.n, spec.k) > BUDGET
+    if spec.m < m and spec.m >= 4:
+        over = problem_bytes(spec.m + 4, spec.n, spec.k) > BUDGET or (spec.m + 4) * spec.n * spec.k > WORK
+        assert spec.m % 4 == m % 4 and over
 
 
 def test_memory_budget_from_env(monkeypatch):
-    make_mod.memory_budget.cache_clear()
-    monkeypatch.setenv(make_mod.BUDGET_ENV, "1e9")
-    assert make_mod.memory_budget() == 10**9
-    make_mod.memory_budget.cache_clear()
-    monkeypatch.setenv(make_mod.BUDGET_ENV, "lots")
-    with pytest.raises(ValueError, match="is not a number of bytes"):
-        make_mod.memory_budget()
-    make_mod.memory_budget.cache_clear()
+    budget.memory_budget.cache_clear()
+    monkeypatch.setenv(budget.BUDGET_ENV, "1e9")
+    assert budget.memory_budget() == 10**9
+    budget.memory_budget.cache_clear()
+    monkeypatch.setenv(budget.BUDGET_ENV, "lots")
+    with pytest.raises(UsageError, match="is not a number of bytes"):
+        budget.memory_budget()
+    budget.memory_budget.cache_clear()

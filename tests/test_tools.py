@@ -1,10 +1,15 @@
-"""Self-tests of the calibration tooling that runs on any machine: pooling runs of several seeds."""
+"""Self-tests of the tooling (fp8_verify/tools) that run on any machine: every planted bug plants and
+reverts cleanly, the mutants' options are checked, and calibration runs of several seeds pool."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from fp8_verify.calibrate import merge
+from fp8_verify.subject.vllm import load
+from fp8_verify.tools.calibrate import merge
+from fp8_verify.tools.mutants import catalogue
 
 pytestmark = pytest.mark.cpu
 
@@ -19,7 +24,7 @@ def _summary(seed: int, examples: int, ratio: float, fails: int = 0, device: str
         "seconds": 10.0 * seed,
         "seed": seed,
         "per_path": {
-            "dynamic_eager": {
+            "some_path": {
                 "examples": examples,
                 "max_ratio": ratio,
                 "worst": {"seed": seed},
@@ -33,7 +38,7 @@ def _summary(seed: int, examples: int, ratio: float, fails: int = 0, device: str
 
 def test_merge_adds_counts_and_keeps_the_worst():
     m = merge([_summary(1, 100, 0.5), _summary(2, 50, 0.9, fails=2)])
-    d = m["per_path"]["dynamic_eager"]
+    d = m["per_path"]["some_path"]
     assert (m["examples"], d["examples"], d["histogram"]) == (150, 150, [150, 2, 2])
     assert (d["max_ratio"], d["worst"]) == (0.9, {"seed": 2})
     assert (m["failure_count"], len(m["failures"]), m["seed"]) == (2, 2, [1, 2])
@@ -50,3 +55,51 @@ def test_merge_adds_counts_and_keeps_the_worst():
 def test_merge_refuses_what_would_mislead(runs, match):
     with pytest.raises(ValueError, match=match):
         merge(runs)
+
+
+@pytest.mark.parametrize("mutant_id", list(catalogue.CATALOGUE))
+def test_catalogue_plants_and_reverts(mutant_id):
+    """Every mutant plants in this vLLM and its undo restores the subject exactly (code objects and the
+    op wrapper). Skipped inside a mutant run, and where the mutant's code is not in this release."""
+    if os.environ.get("FP8_VERIFY_MUTANT"):
+        pytest.skip("a mutant is planted in this process")
+    if not load().available:
+        pytest.skip(load().error)
+    from vllm import _custom_ops as ops
+
+    try:
+        mod = catalogue._cutlass_module()
+    except catalogue.MutantError as e:
+        if catalogue.CATALOGUE[mutant_id].category != "kernel":
+            pytest.skip(str(e))
+        mod = None
+    names = [n for n in ("_padded_cutlass", "_dynamic_padded_cutlass", "_padded_cutlass_fake") if mod]
+    before = {n: getattr(mod, n).__code__ for n in names}
+    kernel = ops.cutlass_scaled_mm
+    undo = catalogue.apply(mutant_id)
+    try:
+        changed = [n for n in names if getattr(mod, n).__code__ is not before[n]]
+        changed += ["ops.cutlass_scaled_mm"] if ops.cutlass_scaled_mm is not kernel else []
+        assert len(changed) == 1, f"{mutant_id} changed {changed}, expected exactly one thing"
+    finally:
+        undo()
+    assert all(getattr(mod, n).__code__ is before[n] for n in names)
+    assert ops.cutlass_scaled_mm is kernel
+    assert catalogue.active() is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "jobs"), [([], 1), (["--jobs", "4"], 4), (["--jobs", "0"], None), (["--jobs=x"], None)]
+)
+def test_mutants_jobs_option(argv, jobs, capsys):
+    """``fp8-verify mutants --jobs N``: default 1, and anything but a whole number >= 1 is a one-line
+    usage error (exit status 2), not a traceback."""
+    from fp8_verify.cli import parser
+
+    if jobs is not None:
+        assert parser().parse_known_args(["mutants", *argv])[0].jobs == jobs
+        return
+    with pytest.raises(SystemExit) as e:
+        parser().parse_known_args(["mutants", *argv])
+    assert e.value.code == 2
+    assert "--jobs: must be a whole number >= 1" in capsys.readouterr().err

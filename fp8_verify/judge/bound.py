@@ -46,7 +46,7 @@ With ``y = ref + e``, ``|e| <= (c_tc u_tc + gamma_{kb+2}) S + mma_k u_tc T + eta
 This is a worst-case bound: for random-sign data the observed error is a small fraction of it, and
 ``docs/calibration.md`` records the observed ``max |err| / bound`` on Hopper. It is per element and
 scales with ``S``, so one wrong element, row or block stands out even when a mean-relative metric
-(vLLM's ``mean|out-ref| / mean|ref| < 1e-3``) averages it away; see ``tests/test_bound.py``.
+(vLLM's ``mean|out-ref| / mean|ref| < 1e-3``) averages it away; see ``tests/test_oracle.py``.
 
 Overflow: where ``|ref|`` rounds past the output dtype's largest finite value the correct output is an
 infinity of the same sign; :mod:`fp8_verify.verdict` checks that separately.
@@ -58,7 +58,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .problem import BlockScaledProblem
+from ..problem import BlockScaledProblem
 from .reference import dequantized
 
 U_OUT = {torch.bfloat16: 2.0**-8, torch.float16: 2.0**-11}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from .problem import BlockScaledProblem, cdiv
+from ..problem import BlockScaledProblem, cdiv
 
 
 def padded_b_scale(b_scale: torch.Tensor, multiple: int = 4) -> torch.Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .problem import BlockScaledProblem
+from ..problem import BlockScaledProblem
 
 
 def expand_scales(scale: torch.Tensor, rows: int, cols: int, block: tuple[int, int]) -> torch.Tensor:

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from ..problem import BlockScaledProblem
 from .bound import Oracle
-from .problem import BlockScaledProblem
 
 
 @dataclass
@@ -33,13 +33,16 @@ class Verdict:
     bad_blocks: int = 0
     nan: int = 0
     wrong_inf: int = 0
+    attribute: str | None = None  # a shape or dtype mismatch: no element is compared
 
     @property
     def ok(self) -> bool:
-        return self.bad_elements == 0
+        return self.bad_elements == 0 and self.attribute is None
 
     def message(self) -> str:
         """A torch.testing-style failure message."""
+        if self.attribute is not None:
+            return f"{self.path}: {self.attribute} on {self.problem}"
         if self.ok:
             return f"{self.path}: within bound (max |err|/bound = {self.max_ratio:.3g}) on {self.problem}"
         m, n = self.shape
@@ -70,12 +73,9 @@ class Verdict:
 
 def judge(out: torch.Tensor, oracle: Oracle, p: BlockScaledProblem, path: str) -> Verdict:
     """Check ``out`` against ``oracle`` for problem ``p``; never raises on a mismatch."""
-    if tuple(out.shape) != tuple(oracle.ref.shape) or out.dtype != p.out_dtype:
-        v = Verdict(path, p.describe(), tuple(oracle.ref.shape), float("inf"))
-        v.bad_elements = oracle.ref.numel()
-        v.bad_rows = list(range(p.m))
-        v.problem += f" [got shape {tuple(out.shape)} dtype {out.dtype}]"
-        return v
+    mismatch = attribute_mismatch(out, tuple(oracle.ref.shape), p.out_dtype)
+    if mismatch:
+        return Verdict(path, p.describe(), tuple(oracle.ref.shape), float("inf"), attribute=mismatch)
     o = out.double()
     ref, bound = oracle.ref, oracle.bound
     fmax = torch.finfo(p.out_dtype).max
@@ -114,10 +114,20 @@ def judge(out: torch.Tensor, oracle: Oracle, p: BlockScaledProblem, path: str) -
     return v
 
 
+def attribute_mismatch(out: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype) -> str | None:
+    """torch.testing's wording for a tensor whose shape or dtype is not the expected one (checked before
+    any value, as ``torch.testing.assert_close`` does), or None."""
+    for name, got, want in (("shape", tuple(out.shape), tuple(shape)), ("dtype", out.dtype, dtype)):
+        if got != want:
+            return f"The values for attribute '{name}' do not match: {got} != {want}."
+    return None
+
+
 def bitwise_diff(x: torch.Tensor, y: torch.Tensor) -> str | None:
     """None if ``x`` and ``y`` are the same bits (NaNs included), else where and how they differ."""
-    if x.shape != y.shape or x.dtype != y.dtype:
-        return f"shape/dtype differ: {tuple(x.shape)} {x.dtype} vs {tuple(y.shape)} {y.dtype}"
+    mismatch = attribute_mismatch(x, tuple(y.shape), y.dtype)
+    if mismatch:
+        return mismatch
     xi, yi = x.contiguous().view(torch.int16), y.contiguous().view(torch.int16)
     neq = xi != yi
     count = int(neq.sum())

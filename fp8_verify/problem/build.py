@@ -16,105 +16,11 @@ Scale regimes (for every regime but ``quantized``)
 
 from __future__ import annotations
 
-import os
-from dataclasses import asdict, dataclass
-from functools import cache
-
 import torch
 
-from .problem import FP8, BlockScaledProblem, cdiv, column_major
 from .quant import quantize
-
-VALUE_REGIMES = ("quantized", "random", "extreme", "subnormal", "sparse")
-SCALE_REGIMES = ("fp32", "ue8m0", "narrow", "wide", "pow2", "tiny", "huge")
-QUANTIZED_SCALES = ("fp32", "ue8m0")
-SCALE_LOG2 = {"wide": (-30, 30), "pow2": (-20, 20), "tiny": (-70, -60), "huge": (30, 45)}
-
-
-@dataclass(frozen=True)
-class ProblemSpec:
-    """Everything needed to rebuild a problem bit for bit (on any device)."""
-
-    m: int
-    n: int
-    k: int
-    block: tuple[int, int] = (128, 128)
-    out_dtype: str = "bfloat16"
-    values: str = "quantized"
-    scales: str = "fp32"
-    row_spread: int = 0  # decades of magnitude across rows (quantized regime)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        errs = []
-        for name in ("m", "n", "k"):
-            if getattr(self, name) < 1:
-                errs.append(f"{name}={getattr(self, name)} must be >= 1")
-        if len(self.block) != 2 or min(self.block) < 1:
-            errs.append(f"block={self.block} must be two positive ints (bn, bk)")
-        if self.out_dtype not in ("bfloat16", "float16"):
-            errs.append(f"out_dtype={self.out_dtype!r} must be 'bfloat16' or 'float16'")
-        if self.values not in VALUE_REGIMES:
-            errs.append(f"values={self.values!r} not in {VALUE_REGIMES}")
-        if self.scales not in SCALE_REGIMES:
-            errs.append(f"scales={self.scales!r} not in {SCALE_REGIMES}")
-        elif (self.values == "quantized") != (self.scales in QUANTIZED_SCALES):
-            errs.append(
-                f"scales={self.scales!r} does not go with values={self.values!r} "
-                f"(quantized data takes {QUANTIZED_SCALES})"
-            )
-        if errs:
-            raise ValueError("invalid ProblemSpec: " + "; ".join(errs))
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["block"] = list(self.block)
-        return d
-
-
-BUDGET_ENV = "FP8_VERIFY_MAX_PROBLEM_BYTES"
-BUDGET_SHARE = 0.25  # of the free device memory: room for the paths' own buffers and xdist neighbours
-
-
-def problem_bytes(m: int, n: int, k: int) -> int:
-    """Peak bytes one problem and its check need on the device, roughly: the fp8 operands and fp32
-    scales, vLLM's padded copies, the float64 dequantized operands and their absolute values (4
-    copies of [M+N, K]), and about eight float64 [M, N] tensors (reference, bound, sums, error)."""
-    return 2 * (m + n) * k + 8 * (m + n) * k * 4 + 8 * m * n * 8 + 8 * (m + n) * (k // 128 + 1)
-
-
-@cache
-def memory_budget() -> int:
-    """Bytes a drawn problem may use: ``$FP8_VERIFY_MAX_PROBLEM_BYTES`` if set, else a quarter of the
-    free memory of the GPU (or, without one, of the machine's available memory)."""
-    env = os.environ.get(BUDGET_ENV)
-    if env:
-        try:
-            value = int(float(env))
-        except ValueError:
-            raise ValueError(f"{BUDGET_ENV}={env!r} is not a number of bytes") from None
-        if value <= 0:
-            raise ValueError(f"{BUDGET_ENV}={env!r} must be positive")
-        return value
-    if torch.cuda.is_available():
-        free, _ = torch.cuda.mem_get_info()
-    else:
-        try:
-            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            free = 8 << 30
-    return int(free * BUDGET_SHARE)
-
-
-def max_m_for(n: int, k: int, budget: int | None = None) -> int:
-    """The largest M whose problem fits ``budget`` (default :func:`memory_budget`), at least 1.
-
-    >>> max_m_for(512, 1024, budget=10**8) > 512
-    True
-    """
-    budget = memory_budget() if budget is None else budget
-    per_row = problem_bytes(1, n, k) - problem_bytes(0, n, k)
-    return max(1, (budget - problem_bytes(0, n, k)) // per_row)
+from .spec import SCALE_LOG2, ProblemSpec
+from .tensors import FP8, BlockScaledProblem, cdiv, column_major
 
 
 def _random_codes(shape: tuple[int, ...], g: torch.Generator, lo: int = 0, hi: int = 0x7F) -> torch.Tensor:
@@ -153,14 +59,14 @@ def _scales(regime: str, shape: tuple[int, int], g: torch.Generator) -> torch.Te
     ).float()
 
 
-def make(
+def build(
     spec: ProblemSpec, device: torch.device | str = "cpu", draw_on_device: bool = False
 ) -> BlockScaledProblem:
     """The problem ``spec`` describes, on ``device``. Numbers are drawn on the CPU, so a spec gives the
     same bits everywhere; ``draw_on_device=True`` draws them on ``device`` instead (much faster for
     large calibration runs; reproducible per device type only).
 
-    >>> p = make(ProblemSpec(m=5, n=256, k=384, seed=1))
+    >>> p = build(ProblemSpec(m=5, n=256, k=384, seed=1))
     >>> p.describe()
     'M=5 N=256 K=384 block=[128, 128] out=bfloat16 (M%4=1) values=quantized scales=fp32 row_spread=0 seed=1'
     """

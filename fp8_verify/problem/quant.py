@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .problem import FP8, FP8_MAX, BlockScaledProblem, cdiv, column_major
+from .tensors import FP8, FP8_MAX, BlockScaledProblem, cdiv, column_major
 
 EPS = 1e-10
 

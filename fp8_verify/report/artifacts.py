@@ -1,9 +1,10 @@
 """What a failing example leaves behind for the person reading the CI log: a standalone repro script
 (torch and vLLM only) with its inputs, and an error-map PNG.
 
-The plugin points :data:`DIR` at a folder beside the report and names the running test; the
-within-bound check calls :func:`record_failure`. Hypothesis runs the minimal failing example last, so
-the files a test leaves are those of its shrunk counterexample.
+The plugin makes one :class:`ArtifactWriter` per session (a folder beside the report) and the
+``fp8_record`` fixture hands it each failing verdict. Hypothesis runs the minimal failing example last,
+so the files a test leaves are those of its shrunk counterexample. The call written into the script is
+the path's own repro snippet (:class:`fp8_verify.subject.registry.PathSpec`).
 """
 
 from __future__ import annotations
@@ -13,34 +14,11 @@ from pathlib import Path
 
 import torch
 
-from .bound import Oracle
-from .problem import BlockScaledProblem
-from .verdict import Verdict
-
-DIR: Path | None = None
-TEST: str = "test"
-WRITTEN: dict[str, dict[str, str]] = {}  # test -> {"repro": path, "error_map": path}
-
-# How each path is called, written out with vLLM's own names only (no fp8-verify import).
-CALLS = {
-    "bypass": (
-        "from vllm.model_executor.kernels.linear.scaled_mm.cutlass import cutlass_scaled_mm\n"
-        "out = cutlass_scaled_mm(a, b, a_s, b_s, block, out_dtype)"
-    ),
-    "padded": "out = torch.ops.vllm.padded_cutlass(a, b, a_s, b_s, block, out_dtype)",
-    "dynamic_eager": "out = torch.ops.vllm.dynamic_padded_cutlass(a, b, a_s, b_s, block, out_dtype)",
-    "dynamic_compiled": (
-        "from vllm.model_executor.kernels.linear.scaled_mm.cutlass import _dynamic_padded_cutlass\n"
-        "for t in (a, a_s):\n    torch._dynamo.mark_dynamic(t, 0)\n"
-        "f = torch.compile(lambda a, b, x, y: _dynamic_padded_cutlass(a, b, x, y, block, out_dtype),"
-        " fullgraph=True)\nout = f(a, b, a_s, b_s)"
-    ),
-    "compiled_op": (
-        "for t in (a, a_s):\n    torch._dynamo.mark_dynamic(t, 0)\n"
-        "f = torch.compile(lambda a, b, x, y: torch.ops.vllm.dynamic_padded_cutlass("
-        "a, b, x, y, block, out_dtype), fullgraph=True)\nout = f(a, b, a_s, b_s)"
-    ),
-}
+from ..judge.bound import Oracle
+from ..judge.verdict import Verdict
+from ..problem import BlockScaledProblem
+from ..subject.registry import GemmPath
+from ..subject.vllm import Subject
 
 SCRIPT = '''"""fp8-verify repro: {test} -- {path} on {problem}
 
@@ -53,8 +31,6 @@ import sys
 from pathlib import Path
 
 import torch
-
-import vllm.model_executor.kernels.linear.scaled_mm.cutlass  # noqa: F401  registers the vLLM ops
 
 d = torch.load(Path(__file__).with_name("{data}"), weights_only=True)
 dev = "cuda" if torch.cuda.is_available() else "cpu"
@@ -79,47 +55,51 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")[:120]
 
 
-def record_failure(p: BlockScaledProblem, path: str, v: Verdict, out: torch.Tensor, o: Oracle) -> None:
-    """Write the repro script, its data and the error map for this failure (if enabled)."""
-    if DIR is None:
-        return
-    from .subject import load
+class ArtifactWriter:
+    """Writes the repro script, its data and the error map of a failure into ``folder``."""
 
-    DIR.mkdir(parents=True, exist_ok=True)
-    stem = _safe(f"{TEST}") or "failure"
-    data = f"{stem}.pt"
-    torch.save(
-        {
-            "a": p.a.cpu(),
-            "b": p.b.cpu(),
-            "a_scale": p.a_scale.cpu(),
-            "b_scale": p.b_scale.cpu(),
-            "block": torch.tensor(list(p.block)),
-            "ref": o.ref.cpu(),
-            "bound": o.bound.cpu(),
-        },
-        DIR / data,
-    )
-    s = load()
-    script = DIR / f"{stem}.py"
-    script.write_text(
-        SCRIPT.format(
-            test=TEST,
-            path=path,
-            problem=p.describe(),
-            vllm=s.vllm_version,
-            data=data,
-            script=script.name,
-            device=s.device_name(),
-            dtype=str(p.out_dtype).removeprefix("torch."),
-            call=CALLS[path],
+    def __init__(self, folder: Path, subject: Subject) -> None:
+        self.folder = folder
+        self.subject = subject
+
+    def write(
+        self, test: str, p: BlockScaledProblem, path: GemmPath, v: Verdict, out: torch.Tensor, o: Oracle
+    ) -> dict[str, str]:
+        """The files for this failure; returns their paths as ``{"repro": ..., "error_map": ...}``."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        stem = _safe(test) or "failure"
+        data = f"{stem}.pt"
+        torch.save(
+            {
+                "a": p.a.cpu(),
+                "b": p.b.cpu(),
+                "a_scale": p.a_scale.cpu(),
+                "b_scale": p.b_scale.cpu(),
+                "block": torch.tensor(list(p.block)),
+                "ref": o.ref.cpu(),
+                "bound": o.bound.cpu(),
+            },
+            self.folder / data,
         )
-    )
-    entry = {"repro": str(script)}
-    png = error_map(out, o, p, v, DIR / f"{stem}.png")
-    if png:
-        entry["error_map"] = str(png)
-    WRITTEN[TEST] = entry
+        script = self.folder / f"{stem}.py"
+        script.write_text(
+            SCRIPT.format(
+                test=test,
+                path=path.name,
+                problem=p.describe(),
+                vllm=self.subject.vllm_version,
+                data=data,
+                script=script.name,
+                device=self.subject.device_name(),
+                dtype=str(p.out_dtype).removeprefix("torch."),
+                call=path.repro(),
+            )
+        )
+        entry = {"repro": str(script)}
+        png = error_map(out, o, p, v, self.folder / f"{stem}.png")
+        if png:
+            entry["error_map"] = str(png)
+        return entry
 
 
 def error_map(out: torch.Tensor, o: Oracle, p: BlockScaledProblem, v: Verdict, dest: Path) -> Path | None:

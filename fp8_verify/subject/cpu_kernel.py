@@ -1,4 +1,5 @@
-"""A CPU double of ``torch.ops._C.cutlass_scaled_mm``: same name, same schema, same preconditions.
+"""The CPU double of ``torch.ops._C.cutlass_scaled_mm``: same name, same schema, same preconditions as
+the installed release's SM90 kernel.
 
 Registered only where the real kernel cannot run (no SM90 GPU, or vLLM's ``_C`` library not loaded), so
 that every line of vLLM's Python above the op -- ``_custom_ops.cutlass_scaled_mm``, ``_padded_cutlass``,
@@ -7,7 +8,7 @@ that every line of vLLM's Python above the op -- ``_custom_ops.cutlass_scaled_mm
 
 What it models, and where that was learned (vLLM 0.23.0 sources under
 ``csrc/quantization/w8a8/cutlass/``, then checked against the real op on an H100, see
-``tests/test_double.py`` and ``docs/contract.md``):
+``tests/test_hopper.py::test_double_conforms`` and ``docs/contract.md``):
 
 * ``scaled_mm_entry.cu`` -- ``a``, ``b``, ``out`` 2-D and conformal; ``a`` and ``out`` row-major
   (``stride(1) == 1``), ``b`` column-major (``stride(0) == 1``); ``out.stride(0) % 16 == 0`` and
@@ -16,9 +17,10 @@ What it models, and where that was learned (vLLM 0.23.0 sources under
   ``b_scales.numel()`` is 1 or N the per-tensor/per-token/per-channel kernel runs (scales must be
   contiguous; a bias is allowed). Otherwise the block-wise kernel: 2-D scales of shapes
   ``[M, ceil(K/128)]`` and ``[ceil(K/128), ceil(N/128)]`` (group shapes 1x128 and 128x128 only), no bias.
-* ``c3x/scaled_mm_blockwise_sm90_fp8_dispatch.cuh`` -- out dtype bf16 or fp16; ``M % 4 == 0``
-  ("m must be divisible by 4": the TMA load of the M-major activation scales needs a 16-byte pitch; this
-  is why vLLM pads M); M = 0 fails inside CUTLASS ("Error Internal").
+* ``c3x/scaled_mm_blockwise_sm90_fp8_dispatch.cuh`` -- out dtype bf16 or fp16; before 0.24.0
+  ``M % 4 == 0`` ("m must be divisible by 4": the TMA load of the M-major activation scales needs a
+  16-byte pitch; this is why vLLM padded M), from 0.24.0 any M (swap_ab;
+  :data:`~fp8_verify.subject.releases.KERNEL_NEEDS_M4`); M = 0 fails inside CUTLASS ("Error Internal").
 * What the kernel *reads*, measured on an H100 (vLLM 0.23.0, stable-ABI build): the source's
   "a_scales must be M major" / "b_scales must be K major" checks are not in this build, and the kernel
   ignores the strides it is given -- A is read packed (row pitch K), activation scales packed M-major
@@ -26,14 +28,20 @@ What it models, and where that was learned (vLLM 0.23.0 sources under
   memory the same way (:func:`_as_kernel_reads`), so it reproduces those silent wrong answers
   (FINDINGS.md FV-003..FV-005) instead of hiding them.
 
-Numerics: per 128-wide K-block the fp8 products are summed in fp32, scaled by ``s_a * s_b`` in fp32 and
-accumulated in fp32, then rounded once to the output dtype -- the ideal of what the tensor cores
-approximate; its error is far inside :mod:`fp8_verify.bound`.
+Numerics: the SM90 kernel's own, bit for bit (:mod:`fp8_verify.numerics`): per 128-wide K-block four
+chained wgmma K-slices as Hopper's tensor cores compute them (MMA-Sim's model), promoted with one fp32 fma
+by ``fp32(s_a * s_b)``, then rounded to the output dtype; per-token scales (K <= 128 and N <= 128 with
+block scales) take the other kernel's epilogue, ``s_a * (s_b * acc)``. ``tests/test_hopper.py::
+test_double_conforms`` holds it to the real kernel's bits.
 """
 
 from __future__ import annotations
 
 import torch
+
+from ..numerics import sm90_blockwise_gemm, sm90_scaled_gemm, uses_blockwise_kernel
+from ..problem import cdiv
+from .releases import PACKED_OPERANDS_CHECKED, MRule, kernel_m_rule
 
 SCHEMA = (
     "cutlass_scaled_mm(Tensor! out, Tensor a, Tensor b, Tensor a_scales, Tensor b_scales, Tensor? bias) -> ()"
@@ -41,6 +49,8 @@ SCHEMA = (
 GROUP = 128
 
 _lib: torch.library.Library | None = None
+_m_rule: MRule = MRule.MULTIPLE_OF_4  # the installed release's (install() sets it)
+_packed_checked = False  # the installed release rejects non-packed operands (install() sets it)
 
 
 SRC = "/workspace/csrc/libtorch_stable/quantization/w8a8/cutlass/"
@@ -61,10 +71,6 @@ def _is_contiguous_vector(t: torch.Tensor) -> bool:
     return t.is_contiguous() and (t.dim() == 1 or (t.dim() == 2 and min(t.shape) == 1))
 
 
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 def check_preconditions(out, a, b, a_scales, b_scales, bias) -> bool:
     """Raise RuntimeError where the SM90 op does, with its text; return True for the block-wise kernel."""
     entry = "cutlass_scaled_mm scaled_mm_entry.cu"
@@ -75,23 +81,35 @@ def check_preconditions(out, a, b, a_scales, b_scales, bias) -> bool:
     _check(out.stride(0) % 16 == 0 and b.stride(1) % 16 == 0, entry)
     if bias is not None:
         _check(bias.numel() == b.size(1) and bias.is_contiguous() and bias.dim() == 1, entry)
+    if _packed_checked:  # 0.33.0: check_c3x_scaled_mm_operands, scaled_mm_entry.cu
+        for t, name, dim in ((a, "A", 0), (b, "B", 1), (out, "output", 0)):
+            _check(
+                t.size(dim) <= 1 or t.stride(dim) == t.size(1 - dim),
+                entry,
+                f"CUTLASS 3.x scaled_mm requires packed operands; {name} is not packed",
+            )
+            _check(
+                t.data_ptr() % 16 == 0,
+                entry,
+                f"CUTLASS 3.x scaled_mm requires 16-byte-aligned pointers; {name} is misaligned",
+            )
     helper = "dispatch_scaled_mm c3x/scaled_mm_helper.hpp"
     _check(a_scales.dtype == torch.float32, helper + ":15")
     _check(b_scales.dtype == torch.float32, helper)
     m, k, n = a.size(0), a.size(1), b.size(1)
-    if a_scales.numel() in (1, m) and b_scales.numel() in (1, n):
+    if not uses_blockwise_kernel(m, n, a_scales.numel(), b_scales.numel()):
         _check(a_scales.is_contiguous() and b_scales.is_contiguous(), helper)
         _check(a.dtype == torch.float8_e4m3fn, helper)
         return False
     _check(a_scales.dim() == 2, helper, "a scale must be 2d tensor.")
     _check(b_scales.dim() == 2, helper, "b scale must be 2d tensor.")
     _check(
-        m == a_scales.size(0) and _cdiv(k, GROUP) == a_scales.size(1),
+        m == a_scales.size(0) and cdiv(k, GROUP) == a_scales.size(1),
         helper + ":44",
         "a_scale_group_shape must be [1, 128].",
     )
     _check(
-        _cdiv(k, GROUP) == b_scales.size(0) and _cdiv(n, GROUP) == b_scales.size(1),
+        cdiv(k, GROUP) == b_scales.size(0) and cdiv(n, GROUP) == b_scales.size(1),
         helper + ":48",
         "b_scale_group_shape must be [128, 128].",
     )
@@ -103,7 +121,7 @@ def check_preconditions(out, a, b, a_scales, b_scales, bias) -> bool:
     # Seen on an H100 with vLLM 0.23.0: the stable-ABI build has no "a_scales must be M major" /
     # "b_scales must be K major" checks (the layouts are assumed, see _as_kernel_reads).
     _check(
-        m % 4 == 0,
+        _m_rule.admits(m),
         "cutlass_gemm_caller_blockwise c3x/scaled_mm_blockwise_sm90_fp8_dispatch.cuh:125",
         "m must be divisible by 4",
     )
@@ -133,23 +151,16 @@ def _as_kernel_reads(a, b, a_scales, b_scales):
     return a8, b8, sa, sb
 
 
-def _scaled_mm_cpu(out, a, b, a_scales, b_scales, bias) -> None:
+def scaled_mm_cpu(out, a, b, a_scales, b_scales, bias) -> None:
+    """The op's CPU kernel: the preconditions, then the SM90 kernel's exact arithmetic
+    (:mod:`fp8_verify.numerics`) on the memory the kernel reads."""
     blockwise = check_preconditions(out, a, b, a_scales, b_scales, bias)
-    m, k, n = a.size(0), a.size(1), b.size(1)
     if not blockwise:
-        acc = (a.float() @ b.float()) * a_scales.reshape(-1, 1).float() * b_scales.reshape(1, -1).float()
-        if bias is not None:
-            acc = acc + bias.float()
-        out.copy_(acc.to(out.dtype))
+        d = sm90_scaled_gemm(a, b.t(), a_scales, b_scales, torch.float32 if bias is not None else out.dtype)
+        out.copy_(d if bias is None else (d + bias.float()).to(out.dtype))
         return
     a8, b8, sa, sb = _as_kernel_reads(a, b, a_scales, b_scales)
-    af, bf = a8.float(), b8.float()  # e4m3 values are exact in fp32
-    acc = torch.zeros(m, n, dtype=torch.float32)
-    col_scale = sb.float().repeat_interleave(GROUP, dim=1)[:, :n]  # [kb, N]
-    for kb in range(_cdiv(k, GROUP)):
-        ks = slice(kb * GROUP, min(k, (kb + 1) * GROUP))
-        acc += (af[:, ks] @ bf[ks, :]) * (sa[:, kb : kb + 1] * col_scale[kb : kb + 1, :])
-    out.copy_(acc.to(out.dtype))
+    out.copy_(sm90_blockwise_gemm(a8, b8.t(), sa, sb.t(), out.dtype))
 
 
 def op_exists() -> bool:
@@ -168,16 +179,19 @@ def real_kernel_usable() -> tuple[bool, str]:
     return True, "real SM90 kernel"
 
 
-def install() -> None:
+def install(release: str | None) -> None:
     """Register the CPU double under ``_C::cutlass_scaled_mm`` (defining the op if vLLM's ``_C`` did not
-    load). Idempotent. Only the CPU kernel is added: CUDA dispatch, if present, is untouched."""
-    global _lib
+    load), following ``release``'s kernel contract. Idempotent. Only the CPU kernel is added: CUDA
+    dispatch, if present, is untouched."""
+    global _lib, _m_rule, _packed_checked
+    _m_rule = kernel_m_rule(release)
+    _packed_checked = release in PACKED_OPERANDS_CHECKED
     if _lib is not None:
         return
     lib = torch.library.Library("_C", "FRAGMENT")
     if not op_exists():
         lib.define(SCHEMA)
-    lib.impl("cutlass_scaled_mm", _scaled_mm_cpu, "CPU")
+    lib.impl("cutlass_scaled_mm", scaled_mm_cpu, "CPU")
     _lib = lib
 
 

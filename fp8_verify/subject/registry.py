@@ -1,54 +1,80 @@
-"""The paths under test, by the names reports use.
+"""The paths under test: one :class:`PathSpec` row per way of running the block-FP8 GEMM, holding every
+fact the suite knows about it. Properties, findings, failure artifacts, bench, mutants, calibration and
+the contract read these rows; nothing else keeps a list of path names.
 
-=================  ==========================================================================
-``bypass``         vLLM's direct ``cutlass_scaled_mm(A, B, As, Bs, block, dtype)`` (``B.T``, ``Bs.T`` to
-                   the kernel): what ``_dynamic_padded_cutlass`` calls when ``M % 4 == 0``
-``padded``         ``torch.ops.vllm.padded_cutlass``: always pads M to a multiple of 4
-``dynamic_eager``  ``torch.ops.vllm.dynamic_padded_cutlass`` called eagerly (checks ``M % 4``)
-``dynamic_compiled`` ``_dynamic_padded_cutlass`` itself under ``torch.compile(fullgraph=True)`` with M
-                   dynamic, so that its ``torch.cond`` is traced
-``compiled_op``    the registered op called inside a compiled function with M dynamic (opaque to
-                   Dynamo, as in a compiled vLLM model)
-=================  ==========================================================================
+A row says how to find the path in the installed vLLM (or why it is absent, naming the releases that
+have it), how to call it, whether it is compiled, which kernel it ends in (paths of one kernel must agree
+bit for bit, and the bit-exact emulation judges the SM90 CUTLASS ones), the M rule that kernel applies
+on the installed release, the repro snippet written into failure artifacts, and the bench label.
+Adding a path -- a new release's route, a user's kernel (``--path NAME=module:function``) -- is one row.
 
-Compiled callables are built once per (path, block, out dtype, backend) and reused, with M (and N,
-K) marked dynamic, so a Hypothesis run does not recompile per example (tests/test_compile.py counts
-graphs with torch's own CompileCounterWithBackend; :func:`compile_count` reads Dynamo's counters).
+Every call takes vLLM's positional arguments ``(a, b, a_scale, b_scale, block, out_dtype)``: A [M, K]
+e4m3 row-major, B [N, K] e4m3, As [M, ceil(K/128)] fp32 M-major, Bs [ceil(N/128), ceil(K/128)] fp32.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
 
-from .problem import BlockScaledProblem
-from .subject import load, vllm_op
-
-PATH_NAMES = ("bypass", "padded", "dynamic_eager", "dynamic_compiled", "compiled_op")
-WHY_ABSENT = {
-    "padded": "torch.ops.vllm.padded_cutlass is not registered by vLLM {v} (0.22.x and 0.23.x have it)",
-    "dynamic_eager": "torch.ops.vllm.dynamic_padded_cutlass is not in vLLM {v} "
-    "(added by PR #43706 in 0.23.0, removed in 0.24)",
-    "dynamic_compiled": "_dynamic_padded_cutlass is not in vLLM {v} (only 0.23.x has it)",
-    "compiled_op": "torch.ops.vllm.dynamic_padded_cutlass is not in vLLM {v} (only 0.23.x has it)",
-}
-
+from ..problem import BlockScaledProblem
+from . import compiled
+from .releases import DYNAMIC_PADDED_CUTLASS, PADDED_CUTLASS, MRule, kernel_m_rule
+from .vllm import Subject, load, vllm_op
 
 Call = Callable[..., torch.Tensor]  # (a, b, a_scale, b_scale, block, out_dtype) -> out
+Locate = Callable[[Subject], "Call | str"]  # the callable, or why this vLLM lacks it
+
+CUTLASS_SM90 = "cutlass-sm90"  # the SM90 block-wise CUTLASS kernel, torch.ops._C.cutlass_scaled_mm
+TRITON = "triton"  # vLLM's Triton block-FP8 kernel
+EXTERNAL = "external"  # a user's callable (--path NAME=module:function): judged by the bound only
 
 
 @dataclass(frozen=True)
-class Path:
-    """One way of running the GEMM. ``call`` is None when the installed vLLM lacks it (``reason``
-    says why); it takes vLLM's positional arguments ``(a, b, a_scale, b_scale, block, out_dtype)``."""
+class PathSpec:
+    """One row of the registry: what a path is, independent of what is installed."""
 
     name: str
-    compiled: bool
+    summary: str  # what runs, for `fp8-verify env`, reports and docs
+    locate: Locate  # the callable (compiled paths: the one torch.compile wraps)
+    compiled: bool = False
+    dynamic_m: bool = True  # compiled paths: M marked dynamic (one graph for every M), else a graph per M
+    traces: str | None = None  # compiled paths: the vLLM function whose body Dynamo traces
+    kernel: str = CUTLASS_SM90
+    m_rule: Callable[[Subject], MRule] = lambda s: MRule.ANY
+    pads_m: bool = False  # copies A and its scales into fresh packed buffers when M % 4 != 0
+    repro: str = ""  # Python with vLLM's names only: a, b, a_s, b_s, block, out_dtype -> out; {module}
+    bench: str | None = None  # short label in bench tables; None: not timed
+    op: str | None = None  # the torch.ops.vllm op the path calls eagerly (fake/opcheck properties)
+    body: str | None = None  # the Python function behind that op (graph-safety property)
+    default: bool = True  # in the default selection of `fp8-verify check`
+
+
+@dataclass(frozen=True)
+class GemmPath:
+    """A row bound to the installed vLLM: what properties get. ``call`` is None when absent."""
+
+    spec: PathSpec
     call: Call | None
-    reason: str | None = None
+    reason: str | None
+    m_rule: MRule
+    module: str | None = None  # where the located function lives (for repros)
+    inner: Call | None = None  # compiled paths: the uncompiled callable (to compile with a counter)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def compiled(self) -> bool:
+        return self.spec.compiled
+
+    @property
+    def kernel(self) -> str:
+        return self.spec.kernel
 
     @property
     def available(self) -> bool:
@@ -56,127 +82,321 @@ class Path:
 
     def run(self, p: BlockScaledProblem) -> torch.Tensor:
         """The path on a canonical problem."""
-        assert self.call is not None, self.reason
+        if self.call is None:
+            raise RuntimeError(f"path {self.name} is not available: {self.reason}")
         return self.call(*p.args(), list(p.block), p.out_dtype)
 
-    def needs_aligned_m(self) -> bool:
-        """The bypass hands M straight to the kernel, which needs ``M % 4 == 0`` in the block-wise case."""
-        return self.name == "bypass"
+    def repro(self) -> str:
+        return self.spec.repro.format(module=self.module or "vllm")
+
+    def __repr__(self) -> str:
+        return f"GemmPath({self.name!r}, {'available' if self.available else self.reason})"
+
+    def _repr_pretty_(self, p, cycle: bool) -> None:  # how Hypothesis prints a failing example's args
+        p.text(repr(self))
 
 
-# Every cached compiled callable shares one code object, and Dynamo's recompile limit counts per code
-# object: dtypes, blocks and the contract's layouts are legitimate variants, not recompiles per example
-# (tests/test_compile.py counts those with a fresh counter of its own).
-RECOMPILE_LIMIT = 256
+# -- how rows find their callables ----------------------------------------------------------------
 
 
-def _raise_recompile_limit() -> None:
-    cfg = torch._dynamo.config
-    cfg.recompile_limit = max(cfg.recompile_limit, RECOMPILE_LIMIT)
-    cfg.accumulated_recompile_limit = max(cfg.accumulated_recompile_limit, 16 * RECOMPILE_LIMIT)
+def _direct(s: Subject) -> Call | str:
+    """vLLM's ``cutlass_scaled_mm(A, B, As, Bs, block, dtype)`` wrapper; where a release has none, the
+    same call through ``vllm._custom_ops`` in the kernel's layouts (``B.T``, ``Bs.T``)."""
+    fn = s.functions.get("cutlass_scaled_mm")
+    if fn is not None:
+        return fn
+    from vllm import _custom_ops as ops
+
+    if not hasattr(ops, "cutlass_scaled_mm"):
+        return f"vLLM {s.vllm_version} has no cutlass_scaled_mm"
+
+    def direct(a, b, a_s, b_s, block, out_dtype):
+        return ops.cutlass_scaled_mm(a, b.T, out_dtype=out_dtype, scale_a=a_s, scale_b=b_s.T)
+
+    return direct
 
 
-def compile_backend() -> str:
-    """``inductor`` on the real kernel (production); ``aot_eager`` on the CPU double, which traces the
-    same graph (``torch.cond`` included) without generating C++ for every shape."""
-    import os
+def _op(name: str, span) -> Locate:
+    def locate(s: Subject) -> Call | str:
+        return vllm_op(name) or (
+            f"torch.ops.vllm.{name} is not registered by vLLM {s.vllm_version} (it is in {span.describe()})"
+        )
 
-    return os.environ.get("FP8_VERIFY_COMPILE_BACKEND") or (
-        "inductor" if load().backend == "real" else "aot_eager"
-    )
-
-
-def mark_dynamic(*tensors: torch.Tensor) -> None:
-    """M dynamic as in a served model; N and K too, so one graph serves every problem Hypothesis
-    draws (a served model has them static, as constants of each layer: nothing here depends on it)."""
-    for t in tensors:
-        for d in range(t.dim()):
-            torch._dynamo.maybe_mark_dynamic(t, d)
+    return locate
 
 
-@functools.cache
-def _compiled(kind: str, block: tuple[int, int], out_dtype: torch.dtype, backend: str):
-    s = load()
-    blk = list(block)
-    if kind == "dynamic_compiled":
-        fn = s.functions["_dynamic_padded_cutlass"]
+def _function(name: str, where: str) -> Locate:
+    def locate(s: Subject) -> Call | str:
+        return s.functions.get(name) or f"{name} is not in vLLM {s.vllm_version} ({where})"
 
-        def body(a, b, a_s, b_s):
-            return fn(a, b, a_s, b_s, blk, out_dtype)
-    else:
-        op = vllm_op("dynamic_padded_cutlass")
-
-        def body(a, b, a_s, b_s):
-            return op(a, b, a_s, b_s, blk, out_dtype)
-
-    body.__name__ = f"fp8_verify_{kind}"
-    # Every cached variant shares ``body``'s code object, and Dynamo's recompile limit counts per code
-    # object: dtypes, blocks and the contract's layouts are legitimate variants, not recompiles per
-    # example (tests/test_compile.py counts those with a fresh counter).
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)
-    torch._dynamo.config.accumulated_recompile_limit = max(
-        torch._dynamo.config.accumulated_recompile_limit, 4096
-    )
-    return torch.compile(body, fullgraph=True, backend=backend)
+    return locate
 
 
-def _compiled_call(kind: str) -> Call:
-    def call(a, b, a_s, b_s, block, out_dtype) -> torch.Tensor:
-        _raise_recompile_limit()
-        mark_dynamic(a, b, a_s, b_s)
-        return _compiled(kind, tuple(block), out_dtype, compile_backend())(a, b, a_s, b_s)
+def _on_gpu(locate: Locate, why: str) -> Locate:
+    def locate_on_gpu(s: Subject) -> Call | str:
+        return locate(s) if s.kernel == "real" else why
 
-    return call
+    return locate_on_gpu
 
 
-def compile_count() -> int:
-    """Frames Dynamo compiled in this process so far (torch's own counter)."""
-    from torch._dynamo.utils import counters
-
-    return int(counters["stats"]["unique_graphs"])
+def _kernel_m_rule(s: Subject) -> MRule:
+    return kernel_m_rule(s.vllm_version)
 
 
-@functools.cache
-def discover() -> dict[str, Path]:
-    """Every path by name, available or with the reason it is not."""
-    s = load()
-    v = s.vllm_version or "(not installed)"
-    if not s.available:
-        return {n: Path(n, n.endswith(("compiled", "_op")), None, s.error) for n in PATH_NAMES}
-    f = s.functions
-    out: dict[str, Path] = {}
+_CUTLASS_IMPORT = "import {module}  # noqa: F401  registers torch.ops.vllm.*\n"
+_COMPILE = (
+    "for t in (a, b, a_s, b_s):\n"
+    "    for d in range(t.dim()):\n"
+    "        torch._dynamo.maybe_mark_dynamic(t, d)\n"
+    "f = torch.compile(lambda a, b, x, y: {call}(a, b, x, y, block, out_dtype), fullgraph=True)\n"
+    "out = f(a, b, a_s, b_s)"
+)
+_COMPILE_STATIC = (
+    "f = torch.compile(lambda a, b, x, y: {call}(a, b, x, y, block, out_dtype), fullgraph=True, "
+    "dynamic=False)\nout = f(a, b, a_s, b_s)"
+)
 
-    direct = f.get("cutlass_scaled_mm")
-    if direct is None:  # older module layouts: vLLM's public wrapper, in the kernel's layouts
-        from vllm import _custom_ops as ops
+# -- the rows ---------------------------------------------------------------------------------------
 
-        def direct(a, b, a_s, b_s, block, out_dtype):
-            return ops.cutlass_scaled_mm(a, b.T, a_s, b_s.T, out_dtype)
-
-    out["bypass"] = Path("bypass", False, direct)
-
-    for name, opname in (("padded", "padded_cutlass"), ("dynamic_eager", "dynamic_padded_cutlass")):
-        op = vllm_op(opname)
-        out[name] = Path(name, False, op, None if op else WHY_ABSENT[name].format(v=v))
-
-    has_fn = "_dynamic_padded_cutlass" in f
-    out["dynamic_compiled"] = Path(
+PATHS: tuple[PathSpec, ...] = (
+    PathSpec(
+        "bypass",
+        "vLLM's cutlass_scaled_mm wrapper, straight to the SM90 kernel (what _dynamic_padded_cutlass "
+        "calls when M % 4 == 0; on 0.24+ what the linear layer calls for every M)",
+        _direct,
+        m_rule=_kernel_m_rule,
+        repro="from {module} import cutlass_scaled_mm\n"
+        "out = cutlass_scaled_mm(a, b, a_s, b_s, block, out_dtype)",
+        bench="byp",
+    ),
+    PathSpec(
+        "padded",
+        "torch.ops.vllm.padded_cutlass: pads M to a multiple of 4, then the kernel",
+        _op("padded_cutlass", PADDED_CUTLASS),
+        pads_m=True,
+        repro=_CUTLASS_IMPORT + "out = torch.ops.vllm.padded_cutlass(a, b, a_s, b_s, block, out_dtype)",
+        bench="pad",
+        op="padded_cutlass",
+        body="_padded_cutlass",
+    ),
+    PathSpec(
+        "dynamic_eager",
+        "torch.ops.vllm.dynamic_padded_cutlass called eagerly (PR #43706: pads only when M % 4 != 0)",
+        _op("dynamic_padded_cutlass", DYNAMIC_PADDED_CUTLASS),
+        pads_m=True,
+        repro=_CUTLASS_IMPORT
+        + "out = torch.ops.vllm.dynamic_padded_cutlass(a, b, a_s, b_s, block, out_dtype)",
+        bench="dyn",
+        op="dynamic_padded_cutlass",
+        body="_dynamic_padded_cutlass",
+    ),
+    PathSpec(
         "dynamic_compiled",
-        True,
-        _compiled_call("dynamic_compiled") if has_fn else None,
-        None if has_fn else WHY_ABSENT["dynamic_compiled"].format(v=v),
-    )
-    has_op = vllm_op("dynamic_padded_cutlass") is not None
-    out["compiled_op"] = Path(
+        "_dynamic_padded_cutlass traced by torch.compile(fullgraph=True), M dynamic: its torch.cond",
+        _function("_dynamic_padded_cutlass", f"it is in {DYNAMIC_PADDED_CUTLASS.describe()}"),
+        compiled=True,
+        traces="_dynamic_padded_cutlass",
+        pads_m=True,
+        repro="from {module} import _dynamic_padded_cutlass\n"
+        + _COMPILE.format(call="_dynamic_padded_cutlass"),
+        bench="dco",
+    ),
+    PathSpec(
+        "dynamic_compiled_static",
+        "_dynamic_padded_cutlass traced by torch.compile(fullgraph=True) with M static (a graph per M, "
+        "the torch.cond's predicate a constant): where it compiles despite FV-001",
+        _function("_dynamic_padded_cutlass", f"it is in {DYNAMIC_PADDED_CUTLASS.describe()}"),
+        compiled=True,
+        dynamic_m=False,
+        traces="_dynamic_padded_cutlass",
+        pads_m=True,
+        repro="from {module} import _dynamic_padded_cutlass\n"
+        + _COMPILE_STATIC.format(call="_dynamic_padded_cutlass"),
+    ),
+    PathSpec(
         "compiled_op",
-        True,
-        _compiled_call("compiled_op") if has_op else None,
-        None if has_op else WHY_ABSENT["compiled_op"].format(v=v),
+        "torch.ops.vllm.dynamic_padded_cutlass inside a compiled function, M dynamic (what a compiled "
+        "vLLM 0.23 model runs on Hopper)",
+        _op("dynamic_padded_cutlass", DYNAMIC_PADDED_CUTLASS),
+        compiled=True,
+        pads_m=True,
+        repro=_CUTLASS_IMPORT + _COMPILE.format(call="torch.ops.vllm.dynamic_padded_cutlass"),
+        bench="cop",
+    ),
+    PathSpec(
+        "padded_compiled",
+        "torch.ops.vllm.padded_cutlass inside a compiled function, M dynamic (what a compiled vLLM "
+        "0.22 model runs on Hopper)",
+        _op("padded_cutlass", PADDED_CUTLASS),
+        compiled=True,
+        pads_m=True,
+        repro=_CUTLASS_IMPORT + _COMPILE.format(call="torch.ops.vllm.padded_cutlass"),
+        bench="pco",
+    ),
+    PathSpec(
+        "triton_block",
+        "vLLM's Triton block-FP8 GEMM, w8a8_triton_block_scaled_mm (its fallback on GPUs without the "
+        "CUTLASS kernel): an independent implementation of the same GEMM",
+        _on_gpu(
+            _function("w8a8_triton_block_scaled_mm", "vLLM's fp8_utils"),
+            "vLLM's Triton block-FP8 GEMM runs on a CUDA GPU only",
+        ),
+        kernel=TRITON,
+        repro="from {module} import w8a8_triton_block_scaled_mm\n"
+        "out = w8a8_triton_block_scaled_mm(a, b, a_s, b_s, block, out_dtype)",
+        bench="trt",
+    ),
+)
+
+
+# -- the registry ------------------------------------------------------------------------------------
+
+
+class Registry:
+    """The rows of a session: the built-in :data:`PATHS` plus any added (``--path``), each bound to the
+    installed vLLM on first use."""
+
+    def __init__(self, specs: Iterable[PathSpec] = PATHS) -> None:
+        self._specs: dict[str, PathSpec] = {}
+        self._bound: dict[str, GemmPath] = {}
+        for spec in specs:
+            self.add(spec)
+
+    def add(self, spec: PathSpec) -> None:
+        if spec.name in self._specs:
+            raise ValueError(f"path {spec.name!r} is already registered")
+        self._specs[spec.name] = spec
+
+    def names(self) -> list[str]:
+        return list(self._specs)
+
+    def specs(self) -> list[PathSpec]:
+        return list(self._specs.values())
+
+    def __iter__(self) -> Iterator[GemmPath]:
+        return (self.get(name) for name in self._specs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def get(self, name: str) -> GemmPath:
+        """The path bound to the installed vLLM (absent ones carry the reason)."""
+        if name not in self._specs:
+            raise KeyError(f"unknown path {name!r}; known paths: {', '.join(self._specs)}")
+        if name not in self._bound:
+            self._bound[name] = bind(self._specs[name], load())
+        return self._bound[name]
+
+    def select(self, **facts: object) -> list[PathSpec]:
+        """The rows whose fields have these values, in registry order; ``op=True``/``False`` asks
+        whether the path calls a registered op at all.
+
+        >>> [p.name for p in default().select(compiled=True, dynamic_m=False)]
+        ['dynamic_compiled_static']
+        """
+        fields = set(PathSpec.__dataclass_fields__)
+        unknown = set(facts) - fields
+        if unknown:
+            raise KeyError(f"unknown path fact(s) {sorted(unknown)}; known: {', '.join(sorted(fields))}")
+
+        def has(spec: PathSpec, key: str, want: object) -> bool:
+            got = getattr(spec, key)
+            return (
+                (got is not None) == want
+                if key in ("op", "body", "traces") and isinstance(want, bool)
+                else got == want
+            )
+
+        return [s for s in self._specs.values() if all(has(s, k, v) for k, v in facts.items())]
+
+    def with_only(self, names: Iterable[str]) -> Registry:
+        """A registry of just these rows (for ``--paths``)."""
+        names = list(names)
+        unknown = [n for n in names if n not in self._specs]
+        if unknown:
+            raise KeyError(f"unknown path(s) {', '.join(unknown)}; known paths: {', '.join(self._specs)}")
+        return Registry(self._specs[n] for n in names)
+
+
+def bind(spec: PathSpec, s: Subject) -> GemmPath:
+    """``spec`` located in the installed vLLM."""
+    if not s.available:
+        return GemmPath(spec, None, s.error, MRule.ANY)
+    found = spec.locate(s)
+    if isinstance(found, str):
+        return GemmPath(spec, None, found, spec.m_rule(s))
+    module = getattr(found, "__module__", None)
+    module = module if module and module.startswith("vllm.") else (s.modules[0] if s.modules else None)
+    call = found
+    if spec.compiled:
+        backend = compiled.default_backend(s.kernel == "real")
+        call = compiled.compile_call(found, backend, dynamic_m=spec.dynamic_m)
+    return GemmPath(spec, call, None, spec.m_rule(s), module, inner=found)
+
+
+def external(text: str) -> PathSpec:
+    """A row for a user's GEMM, from ``NAME=module:function[@m4]`` (``@m4``: its kernel takes only
+    M % 4 == 0). The callable takes vLLM's arguments ``(a, b, a_scale, b_scale, block, out_dtype)``.
+    Raises :class:`~fp8_verify.errors.UsageError` (one line) when the text, the import or the signature is
+    wrong.
+
+    >>> external("mine=torch.nn.functional:linear@m4").name
+    'mine'
+    """
+    import importlib
+    import inspect
+    import re
+
+    from ..errors import UsageError
+
+    m = re.fullmatch(r"([A-Za-z_][\w-]*)=([\w.]+):([\w.]+)(@m4)?", text.strip())
+    if not m:
+        raise UsageError(f"--path {text!r}: expected NAME=module:function or NAME=module:function@m4")
+    name, module, attr, m4 = m.groups()
+    try:
+        fn = importlib.import_module(module)
+        for part in attr.split("."):
+            fn = getattr(fn, part)
+    except (ImportError, AttributeError) as e:
+        raise UsageError(f"--path {name}: cannot import {module}:{attr}: {type(e).__name__}: {e}") from None
+    if not callable(fn):
+        raise UsageError(f"--path {name}: {module}:{attr} is not callable")
+    try:
+        inspect.signature(fn).bind(*(None,) * 6)
+    except TypeError as e:
+        raise UsageError(
+            f"--path {name}: {module}:{attr} does not take vLLM's "
+            f"(a, b, a_scale, b_scale, block, out_dtype): {e}"
+        ) from None
+    except ValueError:  # builtins without a signature: take them on trust
+        pass
+    rule = MRule.MULTIPLE_OF_4 if m4 else MRule.ANY
+    return PathSpec(
+        name,
+        f"{module}:{attr} (given with --path)",
+        lambda s, fn=fn: fn,
+        kernel=EXTERNAL,
+        m_rule=lambda s, rule=rule: rule,
+        repro=f"from {module} import {attr.split('.')[0]}\nout = {attr}(a, b, a_s, b_s, block, out_dtype)",
     )
-    return out
 
 
-def get(name: str) -> Path:
-    if name not in PATH_NAMES:
-        raise ValueError(f"unknown path {name!r}; known paths: {', '.join(PATH_NAMES)}")
-    return discover()[name]
+def as_path(gemm: GemmPath | Call, name: str | None = None, m_rule: MRule = MRule.ANY) -> GemmPath:
+    """``gemm`` as a path: a :class:`GemmPath` as it is, any callable with vLLM's signature wrapped (so
+    that a test upstream can hand its own kernel to the checks)."""
+    if isinstance(gemm, GemmPath):
+        return gemm
+    label = name or getattr(gemm, "__qualname__", None) or repr(gemm)
+    spec = PathSpec(label, f"{label} (a callable)", lambda s: gemm, kernel=EXTERNAL, m_rule=lambda s: m_rule)
+    return GemmPath(spec, gemm, None, m_rule, getattr(gemm, "__module__", None))
+
+
+@functools.cache
+def default() -> Registry:
+    """The built-in rows, for code that runs outside a pytest session (tools, upstream tests)."""
+    return Registry()
+
+
+def get(name: str) -> GemmPath:
+    """A built-in path by name, bound to the installed vLLM."""
+    return default().get(name)

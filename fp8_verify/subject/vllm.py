@@ -1,5 +1,5 @@
-"""The code under test: find the installed vLLM, load its CUTLASS block-FP8 entry points, and put the
-CPU double under them when the real kernel cannot run here.
+"""The code under test: find the installed vLLM, import its block-FP8 entry points, and put the CPU double
+under them when the real SM90 kernel cannot run here.
 
 Nothing here re-implements vLLM; it only imports. vLLM moved these functions between releases, so the
 candidate modules are tried in order and what each release provides is recorded for skip reasons.
@@ -17,23 +17,33 @@ from typing import Any
 
 import torch
 
-from . import double
+from . import cpu_kernel
 
-# Where the functions of PR #43706 (and their 0.22.x predecessor) live, newest first.
+# Where the block-FP8 wrappers live, newest first (vLLM moved them; docs/releases.md).
 CANDIDATE_MODULES = (
-    "vllm.model_executor.kernels.linear.scaled_mm.cutlass",  # 0.23.x
-    "vllm.model_executor.layers.quantization.utils.fp8_utils",  # 0.22.x and earlier
+    "vllm.model_executor.kernels.linear.scaled_mm.cutlass",  # 0.23.0 and later
+    "vllm.model_executor.layers.quantization.utils.fp8_utils",  # 0.22.x and earlier; Triton block GEMM
 )
+#: Functions looked up in those modules (first module that has one wins).
+FUNCTIONS = (
+    "cutlass_scaled_mm",
+    "_padded_cutlass",
+    "_dynamic_padded_cutlass",
+    "w8a8_triton_block_scaled_mm",
+    "CutlassFp8BlockScaledMMKernel",
+)
+FORCE_CPU_ENV = "FP8_VERIFY_FORCE_DOUBLE"
 
 
 @dataclass
 class Subject:
-    """What was loaded. ``backend`` is ``"real"`` (SM90 kernel) or ``"double"`` (CPU double)."""
+    """What was loaded. ``kernel`` is ``"real"`` (the SM90 kernel) or ``"double"`` (the CPU double that
+    stands in for it, :mod:`.cpu_kernel`); ``error`` is set when vLLM could not be used at all."""
 
     vllm_version: str | None
     torch_version: str = torch.__version__
-    backend: str = "double"
-    backend_reason: str = ""
+    kernel: str = "double"
+    kernel_reason: str = ""
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     functions: dict[str, Any] = field(default_factory=dict)
     modules: list[str] = field(default_factory=list)
@@ -47,7 +57,23 @@ class Subject:
         if self.device.type == "cuda":
             major, minor = torch.cuda.get_device_capability(self.device)
             return f"{torch.cuda.get_device_name(self.device)} (sm_{major}{minor})"
-        return "CPU (CUTLASS op replaced by the fp8-verify CPU double)"
+        return "CPU (the SM90 kernel replaced by fp8-verify's CPU double)"
+
+    def describe(self) -> str:
+        """One line for report headers: versions and which kernel runs."""
+        kernel = (
+            f"kernel {self.kernel} ({self.kernel_reason})" if self.available else f"no subject: {self.error}"
+        )
+        return f"vLLM {self.vllm_version}  torch {self.torch_version}  {kernel}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "vllm": self.vllm_version,
+            "torch": self.torch_version,
+            "device": self.device_name() if self.available else None,
+            "kernel": self.kernel if self.available else None,
+            "kernel_reason": self.kernel_reason or self.error,
+        }
 
 
 def _quiet_vllm_logging() -> None:
@@ -63,29 +89,25 @@ def load() -> Subject:
         import vllm
     except Exception as e:  # ImportError, or a broken install
         return Subject(None, error=f"vLLM is not importable: {type(e).__name__}: {e}")
-    version = getattr(vllm, "__version__", "unknown")
-    s = Subject(version)
+    s = Subject(getattr(vllm, "__version__", "unknown"))
     try:
         importlib.import_module("vllm._custom_ops")  # loads _C where it can
     except Exception as e:
         s.error = f"vllm._custom_ops failed to import: {type(e).__name__}: {e}"
         return s
-    real, why = double.real_kernel_usable()
-    if real and os.environ.get("FP8_VERIFY_FORCE_DOUBLE") != "1":
-        s.backend, s.backend_reason, s.device = "real", why, torch.device("cuda")
+    real, why = cpu_kernel.real_kernel_usable()
+    if real and os.environ.get(FORCE_CPU_ENV) != "1":
+        s.kernel, s.kernel_reason, s.device = "real", why, torch.device("cuda")
     else:
-        double.install()
-        s.backend, s.backend_reason = (
-            "double",
-            f"CPU double ({why})" if not real else "CPU double (forced)",
-        )
+        cpu_kernel.install(s.vllm_version)
+        s.kernel_reason = f"CPU double ({why})" if not real else f"CPU double (forced by {FORCE_CPU_ENV})"
     for name in CANDIDATE_MODULES:
         try:
             mod: ModuleType = importlib.import_module(name)
         except Exception:
             continue
         s.modules.append(name)
-        for attr in ("cutlass_scaled_mm", "_padded_cutlass", "_dynamic_padded_cutlass"):
+        for attr in FUNCTIONS:
             if attr in vars(mod) and attr not in s.functions:
                 s.functions[attr] = getattr(mod, attr)
     return s

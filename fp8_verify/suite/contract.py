@@ -17,10 +17,11 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .bound import oracle
-from .paths import Path
-from .problem import BlockScaledProblem, column_major
-from .verdict import judge
+from ..judge.bound import oracle
+from ..judge.verdict import judge
+from ..problem import BlockScaledProblem, column_major
+from ..subject.registry import GemmPath
+from .isolation import is_sticky_cuda_error
 
 Args = tuple  # (a, b, a_scale, b_scale, block, out_dtype)
 
@@ -121,19 +122,19 @@ CASES: dict[str, Case] = {
             "a_sliced",
             "A is the left part of a wider buffer (row stride K + 128)",
             lambda p: _with(p, a=_wider(p.a, 128)),
-            ("stride", "contiguous", "lda"),
+            ("stride", "contiguous", "lda", "packed"),
         ),
         Case(
             "a_row_strided",
             "A is every other row of a [2M, K] buffer",
             lambda p: _with(p, a=_every_other_row(p.a)),
-            ("stride", "contiguous", "lda"),
+            ("stride", "contiguous", "lda", "packed"),
         ),
         Case(
             "b_sliced",
             "B is the left part of a wider buffer (row stride K + 128)",
             lambda p: _with(p, b=_wider(p.b, 128)),
-            ("stride", "contiguous", "ldb"),
+            ("stride", "contiguous", "ldb", "packed"),
         ),
         Case(
             "b_col_major",
@@ -185,7 +186,7 @@ CASES: dict[str, Case] = {
             "m_zero",
             "no tokens: M = 0 (an empty batch)",
             lambda p: _with(p.with_m(slice(0, 0))),
-            ("empty", "m=0", "m == 0", "zero"),
+            ("empty", "m=0", "m == 0", "m = 0", "no rows", "no tokens"),
         ),
         Case(
             "scale_zero_block",
@@ -280,8 +281,8 @@ def _bf16_scales(p: BlockScaledProblem) -> tuple[Args, BlockScaledProblem]:
 
 def _block(p: BlockScaledProblem, block: tuple[int, int]) -> tuple[Args, BlockScaledProblem]:
     """Requantize the same dequantized matrices with another block shape."""
-    from .quant import quantize
-    from .reference import dequantized
+    from ..judge.reference import dequantized
+    from ..problem import quantize
 
     a, b = dequantized(p)
     q = quantize(a.float().cpu(), b.float().cpu(), block, p.out_dtype).to(p.device)
@@ -293,12 +294,32 @@ class Outcome:
     kind: str  # "correct" | "rejected" | "unclear-error" | "silent-wrong"
     detail: str
     max_ratio: float | None = None
+    error: BaseException | None = None  # what the path raised, if it did
 
     def ok(self) -> bool:
         return self.kind in ("correct", "rejected")
 
 
-def outcome(case: Case, path: Path, p: BlockScaledProblem) -> Outcome:
+class ContractFailure(AssertionError):
+    """A contract cell that is neither correct nor a clear rejection; raised from the path's own error,
+    if any, so that a finding's signature can name that error (fp8_verify.suite.findings)."""
+
+    def __init__(self, case: Case, path: str, problem: str, res: Outcome) -> None:
+        super().__init__(f"{path} on {case.name} ({case.description}), {problem}: {res.kind}: {res.detail}")
+        self.case, self.path, self.outcome = case, path, res
+
+
+def check_contract(case: Case, path: GemmPath, p: BlockScaledProblem) -> Outcome:
+    """Run ``path`` on ``case`` applied to ``p``; raise :class:`ContractFailure` unless the outcome is
+    correct or a rejection that names the problem."""
+    __tracebackhide__ = True
+    res = outcome(case, path, p)
+    if not res.ok():
+        raise ContractFailure(case, path.name, p.describe(), res) from res.error
+    return res
+
+
+def outcome(case: Case, path: GemmPath, p: BlockScaledProblem) -> Outcome:
     """Run ``path`` on ``case`` applied to ``p`` and classify the result."""
     args, logical = case.make(p)
     try:
@@ -318,8 +339,9 @@ def outcome(case: Case, path: Path, p: BlockScaledProblem) -> Outcome:
             # A compile failure's text is a long trace of the graph break: only its first line counts
             # as telling the caller what is wrong.
             text, said = f"{type(e).__name__} (compile failed)", first.lower()
-        named = any(w in said for w in case.words)
-        return Outcome("rejected" if named else "unclear-error", text[:300])
+        # A CUDA fault is a crash, whatever words its text happens to contain ("misaligned address").
+        named = not is_sticky_cuda_error(e) and any(w in said for w in case.words)
+        return Outcome("rejected" if named else "unclear-error", text[:300], error=e)
     if logical.m == 0:
         ok = tuple(out.shape) == (0, logical.n) and out.dtype == logical.out_dtype
         return Outcome("correct" if ok else "silent-wrong", f"returned {tuple(out.shape)} {out.dtype}")
@@ -332,106 +354,3 @@ def outcome(case: Case, path: Path, p: BlockScaledProblem) -> Outcome:
         f"{v.shape[0] * v.shape[1]} elements out of bound",
         v.max_ratio,
     )
-
-
-SHORT = {
-    "correct": "correct",
-    "rejected": "rejected",
-    "unclear-error": "UNCLEAR ERROR",
-    "silent-wrong": "SILENT WRONG",
-}
-
-
-def run_table(ms: tuple[int, int] = (8, 5), n: int = 256, k: int = 384) -> list[dict]:
-    """Every case on every available path, for an aligned and an unaligned M: one row per cell."""
-    from .make import ProblemSpec, make
-    from .paths import discover
-    from .subject import load
-
-    dev = load().device
-    rows = []
-    for case in CASES.values():
-        for path in discover().values():
-            for m in ms:
-                row = {"case": case.name, "path": path.name, "m": m}
-                if not path.available:
-                    row.update(kind="n/a", detail=path.reason)
-                elif path.needs_aligned_m() and m % 4:
-                    row.update(kind="n/a", detail="the bypass is only called with M % 4 == 0")
-                else:
-                    o = outcome(case, path, make(ProblemSpec(m=m, n=n, k=k, seed=m), dev))
-                    row.update(kind=o.kind, detail=o.detail)
-                rows.append(row)
-    return rows
-
-
-def markdown(rows: list[dict], title: str) -> str:
-    """The table: a row per case, a column per (path, M), cells 'correct' / 'rejected: message' /
-    'SILENT WRONG' / 'UNCLEAR ERROR: message'."""
-    cols = sorted(
-        {(r["path"], r["m"]) for r in rows},
-        key=lambda c: (list(dict.fromkeys(r["path"] for r in rows)).index(c[0]), -c[1]),
-    )
-    cells = {(r["case"], r["path"], r["m"]): r for r in rows}
-    out = [
-        f"### {title}",
-        "",
-        "| case | " + " | ".join(f"{p} M={m}" for p, m in cols) + " |",
-        "|---" * (len(cols) + 1) + "|",
-    ]
-    for case in CASES.values():
-        line = [f"`{case.name}`: {case.description}"]
-        for p, m in cols:
-            r = cells.get((case.name, p, m))
-            if r is None or r["kind"] == "n/a":
-                line.append("n/a")
-            elif r["kind"] == "correct":
-                line.append("correct")
-            else:
-                line.append(f"**{SHORT[r['kind']]}**" + (f": {r['detail']}" if r["detail"] else ""))
-        out.append("| " + " | ".join(x.replace("|", "\\|") for x in line) + " |")
-    return "\n".join(out) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m fp8_verify.contract [--json FILE] [--md FILE]``: run the table on this machine."""
-    import argparse
-    import json
-    import sys
-
-    from .subject import load
-
-    ap = argparse.ArgumentParser(prog="python -m fp8_verify.contract")
-    ap.add_argument("--json", help="write the cells as JSON")
-    ap.add_argument("--md", help="write the Markdown table")
-    args = ap.parse_args(argv)
-    s = load()
-    if not s.available:
-        print(f"contract: {s.error}", file=sys.stderr)
-        return 2
-    rows = run_table()
-    where = s.device_name()
-    title = f"vLLM {s.vllm_version} on {where}"
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(
-                {
-                    "vllm_version": s.vllm_version,
-                    "device": where,
-                    "backend": s.backend,
-                    "rows": rows,
-                },
-                fh,
-                indent=1,
-            )
-    text = markdown(rows, title)
-    if args.md:
-        with open(args.md, "w") as fh:
-            fh.write(text)
-    else:
-        print(text)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,18 +1,34 @@
-"""What properties share: the device, path lookup with skip reasons, and check-and-record.
+"""What properties share, public so that a test tree upstream can lift a property with one import: the
+device problems live on, and the checks that run a path, judge its output and fail with a message that
+says what, where and by how much.
 
-A property upstream could lift into its own tree needs only these imports and a strategy.
+>>> from fp8_verify.subject import registry  # doctest: +SKIP
+>>> check_within_bound(registry.get(registry.PATHS[0].name), problem)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Callable
+
 import torch
 
-from .bound import oracle
-from .paths import Path, get
-from .problem import BlockScaledProblem
-from .subject import load
-from .verdict import Verdict, judge
+from ..judge.bound import oracle
+from ..judge.exact import ExactVerdict, emulate, judge_exact
+from ..judge.verdict import Verdict, bitwise_diff, judge
+from ..problem import BlockScaledProblem, column_major
+from ..subject.registry import Call, GemmPath, as_path
+from ..subject.releases import MRule, kernel_m_rule
+from ..subject.vllm import load
+from .isolation import is_sticky_cuda_error
+
+
+class VerdictFailure(AssertionError):
+    """A path's output outside the FP8 bound, or not the kernel's bits (``verdict`` says where and by
+    how much)."""
+
+    def __init__(self, verdict: Verdict | ExactVerdict) -> None:
+        super().__init__(verdict.message())
+        self.verdict = verdict
 
 
 def device() -> torch.device:
@@ -20,45 +36,97 @@ def device() -> torch.device:
     return load().device
 
 
-def require_vllm() -> None:
-    s = load()
-    if not s.available:
-        pytest.skip(s.error)
-
-
-def require_path(name: str) -> Path:
-    """The path, or skip the test with the reason the installed vLLM lacks it."""
-    require_vllm()
-    p = get(name)
-    if not p.available:
-        pytest.skip(p.reason)
-    return p
-
-
-def check_within_bound(path: Path, p: BlockScaledProblem, record=None) -> Verdict:
-    """Run ``path`` on ``p`` and assert every element is within the FP8 error bound."""
-    out = path.run(p)
+def check_within_bound(gemm: GemmPath | Call, p: BlockScaledProblem, record=None) -> Verdict:
+    """Run ``gemm`` (a registry path, or any callable with vLLM's signature) on ``p`` and assert every
+    element is within the FP8 error bound of the exact reference (:mod:`fp8_verify.judge.bound`);
+    ``record`` (the ``fp8_record`` fixture) counts it and keeps a failure's repro script and error map."""
+    __tracebackhide__ = True
+    gemm = as_path(gemm)
+    out = gemm.run(p)
     o = oracle(p)
-    v = judge(out, o, p, path.name)
+    v = judge(out, o, p, gemm.name)
     if record is not None:
         record.verdict(v)
+        if not v.ok:
+            record.failure(p, gemm, v, out, o)
     if not v.ok:
-        from .artifacts import record_failure
-
-        record_failure(p, path.name, v, out, o)
-    assert v.ok, v.message()
+        raise VerdictFailure(v)
     return v
 
 
+def check_bit_exact(gemm: GemmPath | Call, p: BlockScaledProblem, record=None) -> ExactVerdict:
+    """Run ``gemm`` on ``p`` and assert its output is, bit for bit, what the SM90 kernel's arithmetic
+    gives (:func:`fp8_verify.judge.exact.emulate`); the FP8 bound is checked too, so that the error/bound
+    is reported and a failure leaves the same artifacts as :func:`check_within_bound`."""
+    __tracebackhide__ = True
+    gemm = as_path(gemm)
+    out = gemm.run(p)
+    v = judge_exact(out, emulate(p), p, gemm.name)
+    o = oracle(p)
+    vb = judge(out, o, p, gemm.name)
+    if record is not None:
+        record.verdict(vb)
+        if not v.ok:
+            record.failure(p, gemm, vb, out, o)
+    if not v.ok:
+        raise VerdictFailure(v)
+    return v
+
+
+def assert_same_bits(out: torch.Tensor, expected: torch.Tensor, what: str) -> None:
+    """``out`` and ``expected`` are the same bits (NaNs included); else say where they differ."""
+    __tracebackhide__ = True
+    diff = bitwise_diff(out, expected)
+    if diff is not None:
+        raise AssertionError(f"{what}: {diff}")
+
+
+def kernel_alone(p: BlockScaledProblem) -> torch.Tensor:
+    """The SM90 kernel (``torch.ops._C.cutlass_scaled_mm``) on ``p`` in its packed layouts, the rows
+    zero-padded where the installed release's kernel needs M % 4 == 0: the reference every CUTLASS path
+    must equal bit for bit (the kernel computes each output row from its own rows of A and As only)."""
+    rule = kernel_m_rule(load().vllm_version)
+    m_pad = p.m if rule is MRule.ANY else -(-p.m // 4) * 4
+    a = torch.zeros(m_pad, p.k, dtype=torch.uint8, device=p.device)
+    a[: p.m] = p.a.view(torch.uint8)
+    sa = torch.ones(m_pad, p.a_scale.shape[1], dtype=p.a_scale.dtype, device=p.device)
+    sa[: p.m] = p.a_scale
+    out = torch.empty(m_pad, p.n, dtype=p.out_dtype, device=p.device)
+    torch.ops._C.cutlass_scaled_mm(out, a.view(p.a.dtype), p.b.T, column_major(sa), p.b_scale.T, None)
+    return out[: p.m]
+
+
+WORDS_M4 = ("divisible by 4", "multiple of 4", "m % 4")
+
+
 def rejects_clearly(exc: BaseException, *words: str) -> bool:
-    """An error 'names the problem' when its text carries one of ``words`` (case-insensitive)."""
+    """An error 'names the problem' when its text carries one of ``words`` (case-insensitive) and it is
+    not a CUDA fault (whose text can hold such words by accident: "misaligned address")."""
+    if is_sticky_cuda_error(exc):
+        return False
     text = str(exc).lower()
     return any(w.lower() in text for w in words)
 
 
-def run_or_exception(path: Path, p: BlockScaledProblem):
-    """``(output, None)`` or ``(None, exception)`` -- for properties that accept a clear rejection."""
+def run_or_exception(gemm: GemmPath, p: BlockScaledProblem):
+    """``(output, None)`` or ``(None, exception)``, for properties that accept a clear rejection."""
     try:
-        return path.run(p), None
+        return gemm.run(p), None
     except (RuntimeError, ValueError, AssertionError, TypeError, NotImplementedError) as e:
         return None, e
+
+
+def graph_replay(call: Callable[..., torch.Tensor], args: list, fresh: list) -> torch.Tensor:
+    """``call(*args)`` captured in a CUDA graph (after a warm-up outside it), then replayed with ``args``
+    overwritten in place by ``fresh``: what the graph computes for the fresh inputs."""
+    call(*args)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = call(*args)
+    for dst, src in zip(args, fresh, strict=True):
+        if isinstance(dst, torch.Tensor):
+            dst.copy_(src)
+    graph.replay()
+    torch.cuda.synchronize()
+    return out

@@ -12,8 +12,9 @@ GEMMs with one number per output, on a fixed grid of shapes:
 
 Both run the same shape grid, upstream's matmul grid scaled down for a CPU (unaligned M and partial
 N/K blocks kept; upstream's partial K, 3884, is not a multiple of 16 and goes to Triton, so 528),
-plus upstream's one CUTLASS case (M=32, N=576, K=7168), through the ``dynamic_eager`` path
-(``torch.ops.vllm.dynamic_padded_cutlass``, what vLLM calls on Hopper). A baseline *catches* the
+plus upstream's one CUTLASS case (M=32, N=576, K=7168), through the path vLLM's linear layer calls on
+Hopper in the installed release (:func:`production_path`: the first eager registry row that takes every
+M, e.g. ``torch.ops.vllm.dynamic_padded_cutlass`` on 0.23, the direct op from 0.24). A baseline *catches* the
 current subject (mutated or not) when any case fails its threshold or raises.
 
 ``python -m fp8_verify.baselines [--mutant ID | --all]`` prints the results as JSON.
@@ -28,12 +29,12 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .problem import FP8, BlockScaledProblem, cdiv, column_major
-from .quant import quantize
+from ..judge.metrics import THRESHOLD, calc_diff, vllm_rel_diff
+from ..problem import FP8, BlockScaledProblem, cdiv, column_major, quantize
+from ..subject.vllm import load
 
 BLOCK = (128, 128)
 OUT_DTYPE = torch.bfloat16
-THRESHOLD = 1e-3
 GRID_M = (1, 7, 8, 83, 512)
 GRID_N = (128, 576, 1024)
 GRID_K = (256, 528)  # 528: a partial last K-block (vLLM's CUTLASS route needs K % 16 == 0)
@@ -50,21 +51,6 @@ class BaselineResult:
     first_failure: str | None = None
     value: float | None = None  # the metric on the first failing case (the worst if none failed)
     seconds: float = 0.0
-
-
-def vllm_rel_diff(out: torch.Tensor, ref: torch.Tensor) -> float:
-    """``mean|out - ref| / mean|ref|`` in fp32, as vLLM's test computes it."""
-    o, r = out.float(), ref.float()
-    return float(torch.mean(torch.abs(o - r)) / torch.mean(torch.abs(r)))
-
-
-def calc_diff(x: torch.Tensor, y: torch.Tensor) -> float:
-    """DeepGEMM's ``calc_diff``: one minus the cosine-like similarity, in float64."""
-    x, y = x.double(), y.double()
-    denominator = (x * x + y * y).sum()
-    if float(denominator) == 0.0:
-        return 0.0
-    return float(1 - 2 * (x * y).sum() / denominator)
 
 
 def _vllm_case(m: int, n: int, k: int, seed: int) -> tuple[BlockScaledProblem, torch.Tensor]:
@@ -98,13 +84,8 @@ def _run(
     make_case: Callable[[int, int, int, int], tuple[BlockScaledProblem, torch.Tensor]],
     metric: Callable[[torch.Tensor, torch.Tensor], float],
 ) -> BaselineResult:
-    from .paths import get
-    from .testing import device
-
-    path = get("dynamic_eager")
-    if not path.available:
-        raise RuntimeError(f"dynamic_eager path unavailable: {path.reason}")
-    dev = device()
+    path = production_path()
+    dev = load().device
     t0 = time.monotonic()
     worst = 0.0
     for i, (m, n, k) in enumerate(CASES):
@@ -128,6 +109,17 @@ def _run(
     return BaselineResult(False, len(CASES), None, worst, time.monotonic() - t0)
 
 
+def production_path():
+    """The first available eager SM90 path that takes any M (the linear layer's route on Hopper)."""
+    from ..subject.registry import CUTLASS_SM90, default
+    from ..subject.releases import MRule
+
+    for gemm in default():
+        if gemm.available and not gemm.compiled and gemm.kernel == CUTLASS_SM90 and gemm.m_rule is MRule.ANY:
+            return gemm
+    raise RuntimeError("no eager SM90 path that takes any M is available")
+
+
 BASELINES: dict[str, Callable[[], BaselineResult]] = {
     "vllm_metric": lambda: _run(_vllm_case, vllm_rel_diff),
     "calc_diff": lambda: _run(_deepgemm_case, calc_diff),
@@ -139,30 +131,44 @@ def run_all() -> dict[str, dict]:
     return {name: asdict(fn()) for name, fn in BASELINES.items()}
 
 
+def run_baselines(mutant_id: str | None) -> dict:
+    """Every baseline with ``mutant_id`` planted (None: the unmutated subject); never raises."""
+    from .mutants.catalogue import apply
+
+    undo = apply(mutant_id) if mutant_id else None
+    try:
+        return run_all()
+    except Exception as e:  # a baseline must never stop the mutants' runner
+        return {"error": f"{type(e).__name__}: {e}"}
+    finally:
+        if undo:
+            undo()
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
 
-    p = argparse.ArgumentParser(prog="python -m fp8_verify.baselines", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m fp8_verify.tools.baselines", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--mutant", help="plant this mutant first (fp8-verify mutants --list)")
     p.add_argument(
         "--all", action="store_true", help="the unmutated subject, then every mutant in turn (one process)"
     )
     args = p.parse_args(argv)
-    from .subject import load
-
     s = load()
     if not s.available:
         print(json.dumps({"error": s.error}))
         return 2
     if args.all:
-        from .mutants import CATALOGUE, run_baselines
+        from .mutants.catalogue import CATALOGUE
 
         out = {"control": run_baselines(None)} | {i: run_baselines(i) for i in CATALOGUE}
         print(json.dumps({"vllm_version": s.vllm_version, "device": s.device_name(), "runs": out}, indent=2))
         return 0
     if args.mutant:
-        from .mutants import apply
+        from .mutants.catalogue import apply
 
         apply(args.mutant)
     print(json.dumps(run_all(), indent=2))

@@ -1,0 +1,101 @@
+"""One GPU per xdist worker, and crash isolation after a sticky CUDA error.
+
+A sticky CUDA error (an illegal address, a device-side assert) poisons the process's CUDA context: every
+later CUDA call fails too. The test that hit it fails with its own error; after that, under pytest-xdist
+the worker exits so that xdist starts a fresh one for the rest of the run, and without xdist the
+remaining tests that need the GPU are skipped with the name of the test that poisoned it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+STICKY = (
+    "illegal memory access",
+    "illegal address",
+    "device-side assert",
+    "unspecified launch failure",
+    "misaligned address",
+    "an illegal instruction",
+)
+WORKER_EXIT = 75  # the status a poisoned worker leaves with (the controller explains it)
+
+
+def is_sticky_cuda_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return type(exc).__name__ == "AcceleratorError" or ("cuda" in text and any(s in text for s in STICKY))
+
+
+def worker_id() -> str | None:
+    """pytest-xdist's worker id (``gw0``...), None in the controller or without xdist."""
+    return os.environ.get("PYTEST_XDIST_WORKER")
+
+
+def pin_gpu_for_worker() -> None:
+    """Under xdist, give worker gwN one GPU (N mod count) before anything initialises CUDA."""
+    wid = worker_id()
+    if not wid or ("CUDA_VISIBLE_DEVICES" in os.environ and "," not in os.environ["CUDA_VISIBLE_DEVICES"]):
+        return
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = visible.split(",") if visible else None
+    if ids is None:
+        try:
+            import torch
+
+            if torch.cuda.is_initialized():
+                return
+            ids = [str(i) for i in range(torch.cuda.device_count())]
+        except Exception:
+            return
+    if ids:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ids[int(wid.removeprefix("gw")) % len(ids)]
+
+
+class CrashIsolation:
+    """Plugin object (one per session, on ``config``): remembers the test that poisoned the context."""
+
+    def __init__(self, needs_gpu) -> None:
+        self.needs_gpu = needs_gpu  # item -> bool
+        self.poisoned_by: str | None = None
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        outcome = yield
+        report = outcome.get_result()
+        if call.excinfo is not None and self.poisoned_by is None and is_sticky_cuda_error(call.excinfo.value):
+            self.poisoned_by = item.nodeid
+            report.sections.append(
+                (
+                    "fp8-verify",
+                    "sticky CUDA error: this process's CUDA context is poisoned; later GPU tests run "
+                    "in a fresh worker or are skipped",
+                )
+            )
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Under xdist, end a poisoned worker right after the poisoning test's last report has gone
+        out: xdist then reports that test as the one the worker crashed on (not an innocent later one)
+        and starts a fresh worker for the rest of the run."""
+        if report.when == "teardown" and report.nodeid == self.poisoned_by and worker_id():
+            time.sleep(0.5)  # let xdist's channel deliver the reports already sent
+            os._exit(WORKER_EXIT)
+
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if self.poisoned_by is not None and self.needs_gpu(item):  # without xdist
+            pytest.skip(
+                f"CUDA context poisoned by {self.poisoned_by} (sticky CUDA error); rerun with -n 1 "
+                "or more to isolate it in its own worker"
+            )
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched) -> None:
+        """xdist controller: say why the worker went away when it was fp8-verify's own exit."""
+        if "crashed while running" in str(report.longrepr):
+            report.longrepr = (
+                f"{report.longrepr}; if the test above failed with a sticky CUDA error, fp8-verify ended "
+                "the worker on purpose (its CUDA context was poisoned) and the run goes on in a fresh one"
+            )

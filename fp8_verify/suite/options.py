@@ -1,0 +1,106 @@
+"""The suite's command-line options, its Hypothesis profiles and the example counts they imply.
+
+Profiles: ``dev`` (local default: few examples), ``ci`` (default when ``$CI`` is set: derandomized, no
+deadline, no example database, fixed counts) and ``nightly`` (25x). Chosen with ``--hypothesis-profile``,
+``$FP8_VERIFY_PROFILE`` or ``fp8-verify check --profile``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from ..errors import UsageError
+
+PROFILE_ENV = "FP8_VERIFY_PROFILE"
+PROFILES = ("dev", "ci", "nightly")
+SCALE = {"dev": 0.5, "ci": 1.0, "nightly": 25.0}
+MAX_EXAMPLES = {"dev": 15, "ci": 40, "nightly": 1000}
+REQUIRE = ("auto", "real", "double", "any")
+
+# The fp8_record fixture accumulates over examples on purpose (examples run, worst error/bound).
+_COMMON = dict(
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.differing_executors,
+        HealthCheck.function_scoped_fixture,
+    ],
+    deadline=None,
+)
+
+
+def register_profiles() -> None:
+    settings.register_profile("dev", max_examples=MAX_EXAMPLES["dev"], **_COMMON)
+    settings.register_profile(
+        "ci", max_examples=MAX_EXAMPLES["ci"], derandomize=True, database=None, print_blob=True, **_COMMON
+    )
+    settings.register_profile("nightly", max_examples=MAX_EXAMPLES["nightly"], **_COMMON)
+
+
+def profile_from_env() -> str:
+    """``$FP8_VERIFY_PROFILE``, else ``ci`` under CI and ``dev`` elsewhere; a bad name is a usage error."""
+    name = os.environ.get(PROFILE_ENV) or ("ci" if os.environ.get("CI") else "dev")
+    if name not in PROFILES:
+        raise UsageError(f"{PROFILE_ENV}={name!r} is not a profile; choose one of {', '.join(PROFILES)}")
+    return name
+
+
+def check_environment() -> None:
+    """Every environment variable the suite reads, validated up front (a bad one is a usage error, not a
+    test failure): the profile and the problem-size budgets."""
+    from ..problem import budget
+
+    profile_from_env()
+    for fn in (budget.memory_budget, budget.work_budget):
+        fn.cache_clear()
+        fn()
+
+
+def current_profile() -> str:
+    return settings.get_current_profile_name()
+
+
+def examples(n: int) -> int:
+    """``n`` examples under the ci profile, scaled for the others: for tests whose example count is set
+    per test (expensive ones) but should still grow in nightly runs."""
+    return max(2, round(n * SCALE.get(current_profile(), 1.0)))
+
+
+def addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("fp8-verify")
+    g.addoption("--fp8-report", metavar="FILE", help="write the JSON report here")
+    g.addoption(
+        "--fp8-artifacts",
+        metavar="DIR",
+        help="where failing examples leave repro scripts and error maps "
+        "(default: <report>.failures/ when --fp8-report is given)",
+    )
+    g.addoption(
+        "--fp8-summary-md",
+        metavar="FILE",
+        help="write the Markdown summary here (also appended to $GITHUB_STEP_SUMMARY if set)",
+    )
+    g.addoption(
+        "--fp8-require",
+        choices=REQUIRE,
+        default="auto",
+        help="which kernel must run: real (the SM90 kernel; fail if it does not load), double (the CPU "
+        "double even on a GPU), any, or auto (real where an SM90 GPU is visible, else the double)",
+    )
+    g.addoption(
+        "--fp8-path",
+        action="append",
+        default=[],
+        metavar="NAME=module:function[@m4]",
+        help="add a GEMM with vLLM's signature (a, b, a_scale, b_scale, block, out_dtype) as a path: every "
+        "property that applies runs on it (@m4: its kernel takes only M % 4 == 0)",
+    )
+    g.addoption(
+        "--fp8-dry-run",
+        action="store_true",
+        help="run without a subject: if vLLM is missing or broken, its tests skip instead of the run "
+        "stopping (the suite's self-tests still run)",
+    )

@@ -1,0 +1,115 @@
+"""What each test leaves for the report: the ``fp8_record`` fixture's per-test accumulator, and the
+controller-side collector that turns pytest reports into result rows (it works under xdist: the rows
+travel as ``user_properties`` with the reports)."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+RECORD_KEY = "fp8_verify"
+PATH_KEY = "fp8_path"
+FINDING_KEY = "fp8_finding"
+_PARAM = re.compile(r"\[(.*)\]$")
+
+
+@dataclass
+class Recorder:
+    """Per-test accumulator that properties feed (the ``fp8_record`` fixture): examples run, the worst
+    error/bound, and the artifacts a failing example left."""
+
+    path: str | None = None
+    test: str = "test"
+    writer: Any = None  # fp8_verify.report.artifacts.ArtifactWriter, when artifacts are on
+    examples: int = 0
+    max_ratio: float | None = None
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+    def verdict(self, v) -> None:
+        """Count one example judged by ``v`` (a Verdict; its max error/bound feeds the report)."""
+        self.examples += 1
+        r = v.max_ratio
+        if r == r and (self.max_ratio is None or r > self.max_ratio):
+            self.max_ratio = r
+
+    def example(self) -> None:
+        """Count one example that has no error/bound (a bitwise or a contract check)."""
+        self.examples += 1
+
+    def failure(self, p, gemm, v, out, oracle) -> None:
+        """Leave the repro script and error map of a failing example (the last one written wins:
+        Hypothesis replays the shrunk example last)."""
+        if self.writer is not None:
+            self.artifacts = self.writer.write(self.test, p, gemm, v, out, oracle)
+
+    def row(self) -> dict[str, Any]:
+        return {"path": self.path, "examples": self.examples, "max_ratio": self.max_ratio, **self.artifacts}
+
+
+class Results:
+    """Controller-side: one row per test id, from the reports of every worker."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict] = {}
+        self.t0 = time.time()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        row = self.rows.setdefault(report.nodeid, {"nodeid": report.nodeid})
+        row["seconds"] = row.get("seconds", 0.0) + report.duration  # setup + call + teardown
+        for key, val in report.user_properties:
+            if key == RECORD_KEY:
+                row.update({k: v for k, v in val.items() if v is not None})
+            elif key == FINDING_KEY:
+                row["finding"] = val
+            elif key == PATH_KEY:
+                row["path"] = val
+        if report.when in ("setup", "teardown") and report.outcome == "passed":
+            return
+        if report.when == "???" and row.get("outcome") == "failed":  # xdist: the worker went away after
+            row["worker_restarted"] = True  # this test failed; keep its own failure as the reason
+            return
+        if report.when == "call" or report.outcome != "passed":
+            outcome = report.outcome
+            if hasattr(report, "wasxfail"):
+                outcome = "xfailed" if report.skipped else "failed"
+            elif report.when != "call" and report.failed:
+                outcome = "error"
+            row["outcome"] = outcome
+            if report.skipped and isinstance(report.longrepr, tuple):
+                row["reason"] = report.longrepr[2].removeprefix("Skipped: ")
+            elif hasattr(report, "wasxfail"):
+                row["reason"] = report.wasxfail
+            elif report.failed:
+                crash = getattr(report.longrepr, "reprcrash", None)
+                row["reason"] = (crash.message if crash else report.longreprtext or "failed")[:2000]
+
+    def seconds(self) -> float:
+        return time.time() - self.t0
+
+    def results(self, kernel: str | None) -> list[dict]:
+        """The rows as the JSON report lists them; ``kernel`` says which kernel ran them."""
+        out = []
+        for nodeid, row in self.rows.items():
+            name = nodeid.split("::")[-1]
+            out.append(
+                {
+                    "property": _PARAM.sub("", name),
+                    "test": nodeid,
+                    "path": row.get("path"),
+                    "kernel": kernel,
+                    "outcome": row.get("outcome", "error"),
+                    "examples": row.get("examples", 0),
+                    "max_error_over_bound": row.get("max_ratio"),
+                    "finding": row.get("finding"),
+                    "reason": row.get("reason"),
+                    "repro": row.get("repro"),
+                    "error_map": row.get("error_map"),
+                    "seconds": round(row.get("seconds", 0.0), 2),
+                    **({"worker_restarted": True} if row.get("worker_restarted") else {}),
+                }
+            )
+        return out

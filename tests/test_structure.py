@@ -1,0 +1,120 @@
+"""Self-tests of the package's shape: the pipeline's folders import in one direction (no import cycle),
+the product never imports the tooling or the CLI, no module grows past 500 lines, and a path's name is
+spelled in one place only (its registry row)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from fp8_verify.subject.registry import PATHS
+
+pytestmark = pytest.mark.cpu
+
+ROOT = Path(__file__).resolve().parent.parent
+PKG = ROOT / "fp8_verify"
+FRONT = ("fp8_verify.cli", "fp8_verify.__main__")  # the composition root: may import anything
+TOOLS = "fp8_verify.tools"
+MAX_LINES = 500
+
+
+def _modules() -> dict[str, Path]:
+    mods = {}
+    for f in PKG.rglob("*.py"):
+        name = ".".join(f.relative_to(ROOT).with_suffix("").parts)
+        mods[name.removesuffix(".__init__")] = f
+    return mods
+
+
+def _imports(name: str, path: Path, mods: dict[str, Path]) -> set[str]:
+    """The fp8_verify modules ``name`` imports (at any depth in the file, lazy imports included)."""
+    out = set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join(parent + ([base] if base else []))
+            targets = [base] + [f"{base}.{a.name}" for a in node.names]
+        for t in targets:
+            while t and t not in mods:
+                t = t.rpartition(".")[0]
+            if t and t != name and not name.startswith(t + "."):
+                out.add(t)
+    return out
+
+
+def _graph() -> dict[str, set[str]]:
+    mods = _modules()
+    return {m: _imports(m, f, mods) for m, f in mods.items()}
+
+
+def test_no_import_cycle():
+    """Tarjan's strongly connected components of the module import graph are all single modules."""
+    graph = _graph()
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_product_never_imports_tooling():
+    """Outside fp8_verify/tools and the CLI nothing imports fp8_verify.tools (or the CLI)."""
+    bad = {
+        m: sorted(t for t in deps if t.startswith(TOOLS) or t in FRONT)
+        for m, deps in _graph().items()
+        if not m.startswith(TOOLS) and m not in FRONT
+    }
+    assert not {m: d for m, d in bad.items() if d}
+
+
+def test_modules_are_small():
+    big = {
+        str(f.relative_to(ROOT)): n
+        for f in PKG.rglob("*.py")
+        if (n := len(f.read_text().splitlines())) > MAX_LINES
+    }
+    assert not big, f"modules over {MAX_LINES} lines: {big}"
+
+
+def test_path_names_live_in_the_registry():
+    """A path's report name appears as a string literal only in its registry row (docs aside)."""
+    names = "|".join(re.escape(p.name) for p in PATHS)
+    literal = re.compile(rf"""["']({names})["']""")
+    registry = PKG / "subject" / "registry.py"
+    files = [f for d in ("fp8_verify", "strategies", "tests", "repros") for f in (ROOT / d).rglob("*.py")]
+    spelled = sorted(
+        str(f.relative_to(ROOT)) for f in files if f != registry and literal.search(f.read_text())
+    )
+    assert not spelled, f"path names spelled outside the registry: {spelled}"
