@@ -42,6 +42,7 @@ class PathSpec:
     locate: Locate  # the callable (compiled paths: the one torch.compile wraps)
     compiled: bool = False
     dynamic_m: bool = True  # compiled paths: M marked dynamic (one graph for every M), else a graph per M
+    compile_backend: str | None = None  # compiled paths: a fixed torch.compile backend (default: per kernel)
     traces: str | None = None  # compiled paths: the vLLM function whose body Dynamo traces
     kernel: str = CUTLASS_SM90
     m_rule: Callable[[Subject], MRule] = lambda s: MRule.ANY
@@ -204,10 +205,12 @@ PATHS: tuple[PathSpec, ...] = (
     PathSpec(
         "dynamic_compiled_static",
         "_dynamic_padded_cutlass traced by torch.compile(fullgraph=True) with M static (a graph per M, "
-        "the torch.cond's predicate a constant): where it compiles despite FV-001",
+        "the torch.cond's predicate a constant): where it compiles despite FV-001. aot_eager: the same "
+        "graph and kernel as inductor without code generation per M",
         _function("_dynamic_padded_cutlass", f"it is in {DYNAMIC_PADDED_CUTLASS.describe()}"),
         compiled=True,
         dynamic_m=False,
+        compile_backend="aot_eager",
         traces="_dynamic_padded_cutlass",
         pads_m=True,
         repro="from {module} import _dynamic_padded_cutlass\n"
@@ -329,7 +332,7 @@ def bind(spec: PathSpec, s: Subject) -> GemmPath:
     module = module if module and module.startswith("vllm.") else (s.modules[0] if s.modules else None)
     call = found
     if spec.compiled:
-        backend = compiled.default_backend(s.kernel == "real")
+        backend = spec.compile_backend or compiled.default_backend(s.kernel == "real")
         call = compiled.compile_call(found, backend, dynamic_m=spec.dynamic_m)
     return GemmPath(spec, call, None, spec.m_rule(s), module, inner=found)
 
