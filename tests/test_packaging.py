@@ -22,8 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 )
 def test_wheel_runs_the_suite(tmp_path):
     dist = tmp_path / "dist"
-    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist)]
-    subprocess.run([*build, str(ROOT)], check=True)
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)]
+    made = subprocess.run(build, capture_output=True, text=True)
+    if made.returncode and ("No matching distribution" in made.stderr or "Could not find" in made.stderr):
+        pytest.skip("no package index reachable to fetch the build backend (an offline machine)")
+    assert made.returncode == 0, made.stderr[-2000:]
     wheel = next(dist.glob("fp8_verify-*.whl"))
     env = tmp_path / "env"
     venv.create(env, with_pip=False)
