@@ -279,6 +279,10 @@ def _threads(threads: int | None, device: torch.device):
             torch.set_num_threads(before)
 
 
+SWAP_AB_MAX_M = 64
+"""The per-token kernel swaps A and B (and so the epilogue's two scales) for M up to this."""
+
+
 def uses_blockwise_kernel(m: int, n: int, a_scale_numel: int, b_scale_numel: int) -> bool:
     """vLLM's dispatch between its two SM90 FP8 kernels (``c3x/scaled_mm_helper.hpp``): scales of 1 or M
     and 1 or N elements go to the per-tensor/per-token kernel (:func:`sm90_scaled_gemm`), anything else
@@ -299,10 +303,14 @@ def sm90_scaled_gemm(
     elements, ``b_scale`` of N or 1), which vLLM's dispatch (``c3x/scaled_mm_helper.hpp``) also picks for
     block-scaled operands whose scale tensors have such sizes -- K <= 128 and N <= 128.
 
-    Arithmetic: the wgmma K-slices chained over all of K from zero (for K <= 128 the same four slices as
-    one K-block of the block-wise kernel), then the ``ScaledEpilogue``: ``D = a_scale * (b_scale * acc)``,
-    two fp32 roundings (``cutlass_extensions/epilogue/scaled_mm_epilogues_c3x.hpp``), then RNE to the
-    output dtype. a: e4m3 [M, K]; b: e4m3 [N, K]."""
+    Arithmetic: the wgmma K-slices chained over all of K from zero (``KernelTmaWarpSpecializedFP8FastAccum``;
+    for K <= 128 the same four slices as one K-block of the block-wise kernel), then the
+    ``ScaledEpilogue``, ``D = ScaleA * (ScaleB * acc)`` with two fp32 roundings
+    (``cutlass_extensions/epilogue/scaled_mm_epilogues_c3x.hpp``), then RNE to the output dtype. For
+    M <= 64 vLLM's dispatch (``c3x/scaled_mm_sm90_fp8_dispatch.cuh``: the M16 and M64 configs swap A and B)
+    hands the epilogue the scales the other way round, so there ``D = b_scale * (a_scale * acc)``; above
+    it ``D = a_scale * (b_scale * acc)`` (measured on an H100, vLLM 0.23.0: each order matches bit for bit
+    on its side of M = 64 and misses on the other). a: e4m3 [M, K]; b: e4m3 [N, K]."""
     m, k = a.shape
     n = b.shape[0]
     if a_scale.numel() not in (1, m) or b_scale.numel() not in (1, n):
@@ -318,7 +326,8 @@ def sm90_scaled_gemm(
         acc = canonical_nan(acc + 0.0, pa.nan.any(dim=1)[:, None] | pb.nan.any(dim=1)[None, :])
         sa = a_scale.float().reshape(-1, 1)
         sb = b_scale.float().reshape(1, -1)
-        return round_output(mul32(sa, mul32(sb, acc)), out_dtype)
+        inner, outer = (sa, sb) if m <= SWAP_AB_MAX_M else (sb, sa)
+        return round_output(mul32(outer, mul32(inner, acc)), out_dtype)
 
 
 def _gemm_torch(

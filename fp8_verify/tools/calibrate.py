@@ -121,8 +121,13 @@ def run(n: int, out: Path, seed: int = 0, every: int = 10, seconds: float = floa
                 break
             done = i + 1
             spec = draw_spec(r)
-            p = build(spec, s.device, draw_on_device=True)
-            o = oracle(p)
+            try:
+                p = build(spec, s.device, draw_on_device=True)
+                o = oracle(p)
+            except torch.OutOfMemoryError:  # processes sharing one GPU: skip, and give memory back
+                torch.cuda.empty_cache()
+                errors.append({"i": i, "path": None, **spec.to_dict(), "error": "out of memory (skipped)"})
+                continue
             expected = None
             first = next((n_ for n_ in primary if paths[n_].m_rule.admits(p.m)), None)
             for name, path in paths.items():
@@ -304,6 +309,7 @@ def _parallel(args) -> dict:
     per = -(-args.n // args.procs)
     out = Path(args.out)
     env = dict(os.environ, **{BUDGET_ENV: str(memory_budget() // args.procs)})
+    env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 
     def command(seed: int) -> list[str]:
         return [
