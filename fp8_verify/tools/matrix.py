@@ -42,6 +42,7 @@ def _torch_pin(release: str) -> str:
             "install",
             "--dry-run",
             "--no-deps",
+            "--ignore-installed",
             "--report",
             "-",
             "-q",
