@@ -60,3 +60,9 @@ def torch_block_scaled_mm(p: BlockScaledProblem) -> torch.Tensor:
         swizzle_b=SwizzleType.NO_SWIZZLE,
         output_dtype=p.out_dtype,
     )
+
+
+def torch_scaled_mm_gemm(a, b, a_scale, b_scale, block, out_dtype) -> torch.Tensor:
+    """:func:`torch_block_scaled_mm` with vLLM's signature, to run PyTorch's block-wise ``scaled_mm`` as a
+    path: ``fp8-verify check --path torch=fp8_verify.judge.oracles:torch_scaled_mm_gemm@m4``."""
+    return torch_block_scaled_mm(BlockScaledProblem(a, a_scale, b, b_scale, tuple(block), out_dtype))
