@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import sysconfig
 import venv
 from pathlib import Path
 
@@ -31,9 +30,10 @@ def test_wheel_runs_the_suite(tmp_path):
     env = tmp_path / "env"
     venv.create(env, with_pip=False)
     site = next((env / "lib").glob("python*/site-packages"))
-    # torch, vLLM, pytest, hypothesis from this environment -- but not its editable fp8-verify, whose
-    # finder lives in a .pth file that a plain path entry does not run.
-    (site / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # torch, vLLM, pytest, hypothesis from this process's import path -- but not the checkout, nor the
+    # editable fp8-verify, whose finder lives in a .pth file that a plain path entry does not run.
+    borrowed = [p for p in sys.path if p and os.path.isdir(p) and Path(p).resolve() != ROOT.resolve()]
+    (site / "borrowed.pth").write_text("\n".join(borrowed) + "\n")
     pip = [sys.executable, "-m", "pip", "--python", str(env / "bin" / "python")]
     subprocess.run([*pip, "install", "--no-deps", "-q", str(wheel)], check=True)
     work = tmp_path / "elsewhere"

