@@ -38,7 +38,8 @@ def test_wheel_runs_the_suite(tmp_path):
     subprocess.run([*pip, "install", "--no-deps", "-q", str(wheel)], check=True)
     work = tmp_path / "elsewhere"
     work.mkdir()
-    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "FP8_VERIFY_MUTANT")}
+    drop = ("PYTHONPATH", "FP8_VERIFY_MUTANT")
+    clean = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("PYTEST_XDIST")}
     where = subprocess.run(
         [str(env / "bin" / "python"), "-c", "import fp8_verify, strategies; print(fp8_verify.__file__)"],
         cwd=work,

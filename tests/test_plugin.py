@@ -14,6 +14,17 @@ from fp8_verify.suite.isolation import CrashIsolation, is_sticky_cuda_error
 
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.cpu
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _fresh_project_env(monkeypatch) -> None:
+    """What a pytest run in a project of its own sees: this checkout importable, and none of the
+    environment of an xdist worker we may be running in (a subprocess that inherits
+    ``PYTEST_XDIST_WORKER`` takes itself for a worker and writes no report)."""
+    paths = [str(ROOT), os.environ.get("PYTHONPATH")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, paths)))
+    for name in [v for v in os.environ if v.startswith("PYTEST_XDIST")]:
+        monkeypatch.delenv(name)
 
 
 def test_sticky_errors_are_recognised():
@@ -25,8 +36,7 @@ def test_sticky_errors_are_recognised():
 def test_plugin_in_a_fresh_project(pytester, monkeypatch):
     """The plugin loads from a conftest in another project, marks and skips Hopper tests with a
     reason, and writes a JSON report with one entry per test."""
-    root = Path(__file__).resolve().parent.parent
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    _fresh_project_env(monkeypatch)
     pytester.makeconftest('pytest_plugins = ["fp8_verify.plugin"]')
     pytester.makepyfile(
         """
@@ -77,8 +87,7 @@ def test_sticky_error_isolated_under_xdist(kind, pytester, monkeypatch):
     """Under xdist, a test that poisons the CUDA context fails with its own error; the worker is then
     replaced and the later GPU tests run and pass in a fresh one. The JSON report keeps the first
     test's own error as the reason and says its worker was restarted."""
-    root = Path(__file__).resolve().parent.parent
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    _fresh_project_env(monkeypatch)
     if kind == "simulated" and load().kernel == "real":
         pytest.skip("the real-cuda variant runs here instead (each xdist worker imports vLLM: ~25 s)")
     conf, crash, after = CRASH_CASES[kind]
@@ -126,8 +135,7 @@ def test_upstream_style_example(pytester, monkeypatch):
     """The worked example (a vLLM-style test rewritten as a property, docs/public-api.md) runs in a project
     of its own with the opt-in plugin and the public API -- and fails once a bug is planted in the kernel:
     partial sums one bit less precise, which the FP8 bound and vLLM's metric let through."""
-    root = Path(__file__).resolve().parent.parent
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    _fresh_project_env(monkeypatch)
     monkeypatch.setenv("FP8_VERIFY_PROFILE", "ci")
     pytester.makepyfile(test_example=EXAMPLE.read_text())
     args = ("-p", "fp8_verify.plugin", "-p", "no:cacheprovider")

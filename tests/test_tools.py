@@ -108,3 +108,15 @@ def test_mutants_jobs_option(argv, jobs, capsys):
         parser().parse_known_args(["mutants", *argv])
     assert e.value.code == 2
     assert "--jobs: must be a whole number >= 1" in capsys.readouterr().err
+
+
+def test_findings_md_is_current():
+    """FINDINGS.md holds the table the findings generate (one fact, one place)."""
+    from pathlib import Path
+
+    from fp8_verify.tools.findings_table import table
+
+    doc = Path(__file__).resolve().parent.parent / "FINDINGS.md"
+    if not doc.is_file():
+        pytest.skip("FINDINGS.md is not shipped with the installed suite")
+    assert table() in doc.read_text(), "FINDINGS.md is stale: python -m fp8_verify.tools.findings_table"
