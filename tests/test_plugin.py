@@ -144,3 +144,36 @@ def test_upstream_style_example(pytester, monkeypatch):
     r = pytester.runpytest_subprocess(*args, "-p", "fp8_verify.tools.mutants.plant")
     r.assert_outcomes(failed=1)
     r.stdout.fnmatch_lines(["*not bit-identical to the SM90 kernel's emulation*"])
+
+
+def test_counterexample_travels_through_a_shared_database(pytester, monkeypatch, tmp_path):
+    """A counterexample found by one run (a nightly, say) is replayed by another (CI on another host)
+    through ``$FP8_VERIFY_EXAMPLE_DB``: two processes share a directory database; the second replays
+    only what is saved (``Phase.reuse``), so it fails exactly when the first saved a failure."""
+    _fresh_project_env(monkeypatch)
+    pytester.makeconftest('pytest_plugins = ["fp8_verify.plugin"]')
+    pytester.makepyfile(
+        """
+        import os
+        from hypothesis import Phase, given, settings, strategies as st
+
+        phases = [Phase.reuse] if os.environ.get("REUSE_ONLY") else list(Phase)
+
+        @settings(phases=phases)
+        @given(st.integers(0, 1000))
+        def test_small(x):
+            assert x < 500
+        """
+    )
+    args = ("-p", "no:cacheprovider", "--fp8-dry-run")
+    monkeypatch.setenv("FP8_VERIFY_EXAMPLE_DB", str(tmp_path / "shared"))
+    monkeypatch.setenv("FP8_VERIFY_PROFILE", "nightly")
+    pytester.runpytest_subprocess(*args).assert_outcomes(failed=1)  # finds x = 500 and saves it
+    monkeypatch.setenv("FP8_VERIFY_PROFILE", "ci")
+    monkeypatch.setenv("REUSE_ONLY", "1")
+    replay = pytester.runpytest_subprocess(*args)
+    replay.assert_outcomes(failed=1)  # the ci profile reads the shared database...
+    replay.stdout.fnmatch_lines(["*x=500*"])
+    monkeypatch.setenv("FP8_VERIFY_EXAMPLE_DB", str(tmp_path / "empty"))
+    # ...and with an empty one has nothing to replay (Hypothesis skips a test that ran no example)
+    pytester.runpytest_subprocess(*args).assert_outcomes(skipped=1)

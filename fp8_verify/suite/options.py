@@ -3,6 +3,14 @@
 Profiles: ``dev`` (local default: few examples), ``ci`` (default when ``$CI`` is set: derandomized, no
 deadline, no example database, fixed counts) and ``nightly`` (25x). Chosen with ``--hypothesis-profile``,
 ``$FP8_VERIFY_PROFILE`` or ``fp8-verify check --profile``.
+
+Counterexamples travel between hosts and runs through Hypothesis' example databases:
+``$FP8_VERIFY_EXAMPLE_DB`` names one -- a directory (shared, e.g. a mounted volume), ``github:OWNER/REPO``
+(the CI artifacts of a GitHub repository, ``GitHubArtifactDatabase``) or ``redis://HOST:PORT``
+(``hypothesis.extra.redis``). ``dev`` and ``nightly`` read and write it; ``ci`` only reads it, replaying
+every saved counterexample before its own examples, with a fixed seed in place of derandomization (which
+Hypothesis allows only without a database), so a failure a nightly run found on one host fails CI on
+another.
 """
 
 from __future__ import annotations
@@ -32,12 +40,55 @@ _COMMON = dict(
 )
 
 
+EXAMPLE_DB_ENV = "FP8_VERIFY_EXAMPLE_DB"
+CI_SEED = 0  # the ci profile's seed when an example database replaces derandomization
+
+
+def example_database():
+    """The database ``$FP8_VERIFY_EXAMPLE_DB`` names, or None (Hypothesis' default then applies)."""
+    spec = os.environ.get(EXAMPLE_DB_ENV)
+    if not spec:
+        return None
+    from hypothesis import database as db
+
+    if spec.startswith("github:"):
+        owner, _, repo = spec.removeprefix("github:").partition("/")
+        if not owner or not repo:
+            raise UsageError(f"{EXAMPLE_DB_ENV}={spec!r}: expected github:OWNER/REPO")
+        return db.GitHubArtifactDatabase(owner, repo)
+    if spec.startswith("redis://"):
+        try:
+            import redis
+            from hypothesis.extra.redis import RedisExampleDatabase
+        except ImportError as e:
+            raise UsageError(f"{EXAMPLE_DB_ENV}={spec!r} needs the redis package ({e})") from None
+        return RedisExampleDatabase(redis.Redis.from_url(spec))
+    return db.DirectoryBasedExampleDatabase(spec)
+
+
 def register_profiles() -> None:
-    settings.register_profile("dev", max_examples=MAX_EXAMPLES["dev"], **_COMMON)
-    settings.register_profile(
-        "ci", max_examples=MAX_EXAMPLES["ci"], derandomize=True, database=None, print_blob=True, **_COMMON
-    )
-    settings.register_profile("nightly", max_examples=MAX_EXAMPLES["nightly"], **_COMMON)
+    shared = example_database()
+    local = {} if shared is None else {"database": shared}
+    settings.register_profile("dev", max_examples=MAX_EXAMPLES["dev"], **local, **_COMMON)
+    if shared is None:
+        ci = {"derandomize": True, "database": None}
+    else:
+        from hypothesis.database import ReadOnlyDatabase
+
+        ci = {"database": ReadOnlyDatabase(shared)}
+    settings.register_profile("ci", max_examples=MAX_EXAMPLES["ci"], print_blob=True, **ci, **_COMMON)
+    settings.register_profile("nightly", max_examples=MAX_EXAMPLES["nightly"], **local, **_COMMON)
+
+
+def fixed_seed_for(config: pytest.Config, profile: str) -> None:
+    """With a shared database the ci profile cannot derandomize: pin Hypothesis' seed instead (unless the
+    user gave ``--hypothesis-seed``), so that CI stays deterministic for a given database."""
+    if (
+        profile == "ci"
+        and os.environ.get(EXAMPLE_DB_ENV)
+        and config.getoption("hypothesis_seed", None) is None
+    ):
+        config.option.hypothesis_seed = CI_SEED
 
 
 def profile_from_env() -> str:

@@ -69,7 +69,10 @@ def state(config: pytest.Config) -> State:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     options.addoption(parser)
-    options.register_profiles()  # before Hypothesis's own plugin loads --hypothesis-profile
+    try:
+        options.register_profiles()  # before Hypothesis's own plugin loads --hypothesis-profile
+    except UsageError as e:
+        raise pytest.UsageError(f"fp8-verify: {e}") from None
 
 
 def _require(config: pytest.Config, s: Subject) -> None:
@@ -94,14 +97,17 @@ def _sm90_visible() -> bool:
     return torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
 
 
+@pytest.hookimpl(tryfirst=True)  # before Hypothesis' plugin reads --hypothesis-seed
 def pytest_configure(config: pytest.Config) -> None:
     for line in MARKERS:  # registered here too, so a project that loads only the plugin knows them
         config.addinivalue_line("markers", line)
     isolation.pin_gpu_for_worker()
     try:
         options.check_environment()
+        profile = config.getoption("hypothesis_profile", None) or options.profile_from_env()
         if not config.getoption("hypothesis_profile", None):
-            settings.load_profile(options.profile_from_env())
+            settings.load_profile(profile)
+        options.fixed_seed_for(config, profile)
         registry = Registry(default().specs())
         for text in config.getoption("--fp8-path"):
             registry.add(external(text))
