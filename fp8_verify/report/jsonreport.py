@@ -14,7 +14,12 @@ SCHEMA = "fp8-verify-report/2"
 
 
 def document(
-    subject: Subject, profile: str, results: list[dict], findings: list[dict], seconds: float
+    subject: Subject,
+    profile: str,
+    results: list[dict],
+    findings: list[dict],
+    seconds: float,
+    coverage: dict | None = None,
 ) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
@@ -27,6 +32,7 @@ def document(
         "seconds": round(seconds, 1),
         "results": results,
         "findings": findings,
+        "coverage": coverage or {},
     }
 
 
@@ -37,7 +43,8 @@ def write(
     results: list[dict],
     findings: list[dict],
     seconds: float,
+    coverage: dict | None = None,
 ) -> None:
-    doc = document(subject, profile, results, findings, seconds)
+    doc = document(subject, profile, results, findings, seconds, coverage)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(doc, indent=2, default=str) + os.linesep)

@@ -48,3 +48,27 @@ def markdown_summary(results: list[dict], subject: Subject, path_order: Sequence
     header, rows = grid(results, path_order)
     title = f"### fp8-verify: vLLM {subject.vllm_version}, kernel {subject.kernel}\n"
     return "\n".join([title, *markdown_table(header, rows), "", totals(results)]) + "\n"
+
+
+def coverage(results: list[dict]) -> dict[str, dict[str, int]]:
+    """Examples per path and kernel schedule class (fp8_verify.subject.schedule), over every property."""
+    out: dict[str, dict[str, int]] = {}
+    for r in results:
+        for c, n in (r.get("coverage") or {}).items():
+            per = out.setdefault(r["path"] or "-", {})
+            per[c] = per.get(c, 0) + n
+    return out
+
+
+def coverage_summary(results: list[dict], path_order: Sequence[str]) -> list[str]:
+    """The schedule classes each path's examples reached (a table for the terminal)."""
+    cov = coverage(results)
+    if not cov:
+        return []
+    cols = sorted({c for per in cov.values() for c in per})
+    rows = [[p, *(str(cov[p].get(c, "")) for c in cols)] for p in (*path_order, "-") if p in cov]
+    return [
+        "",
+        "examples per kernel schedule class (fp8_verify/subject/schedule.py):",
+        *text_table(["path", *cols], rows),
+    ]

@@ -23,7 +23,7 @@ from hypothesis import settings
 
 from ..errors import UsageError
 from ..report import artifacts, jsonreport, summary
-from ..subject import compiled
+from ..subject import compiled, schedule
 from ..subject.registry import Registry, default, external
 from ..subject.vllm import FORCE_CPU_ENV, Subject, load
 from . import findings, isolation, marks, options, selection
@@ -44,6 +44,11 @@ class State:
         )
         self.writer = artifacts.ArtifactWriter(Path(where), subject) if where else None
         self.results = Results()
+        self.sm_count = schedule.H100_SMS
+        if subject.kernel == "real":
+            import torch
+
+            self.sm_count = torch.cuda.get_device_properties(subject.device).multi_processor_count
         self.isolation = isolation.CrashIsolation(self.needs_gpu)
         self.expected = marks.ExpectedFailures(subject.vllm_version)
 
@@ -144,7 +149,13 @@ def fp8_record(request: pytest.FixtureRequest):
     """Collects examples, the worst error/bound and failure artifacts for the report."""
     st = state(request.config)
     params = getattr(request.node, "callspec", None) and request.node.callspec.params
-    rec = Recorder(path=(params or {}).get("gemm"), test=request.node.name, writer=st.writer)
+    rec = Recorder(
+        path=(params or {}).get("gemm"),
+        test=request.node.name,
+        writer=st.writer,
+        release=st.subject.vllm_version,
+        sm_count=st.sm_count,
+    )
     yield rec
     request.node.user_properties.append((RECORD_KEY, rec.row()))
 
@@ -180,6 +191,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     terminalreporter.write_line(st.subject.describe())
     for line in summary.text_summary(results, st.registry.names()):
         terminalreporter.write_line(line)
+    for line in summary.coverage_summary(results, st.registry.names()):
+        terminalreporter.write_line(line)
     for r in results:
         if r.get("repro"):
             terminalreporter.write_line(
@@ -196,6 +209,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             results,
             [findings.get(f).to_dict() for f in seen],
             st.results.seconds(),
+            summary.coverage(results),
         )
         terminalreporter.write_line(f"fp8-verify report: {report_path}")
     md = summary.markdown_summary(results, st.subject, st.registry.names())

@@ -46,7 +46,7 @@ def check_within_bound(gemm: GemmPath | Call, p: BlockScaledProblem, record=None
     o = oracle(p)
     v = judge(out, o, p, gemm.name)
     if record is not None:
-        record.verdict(v)
+        record.verdict(v, p)
         if not v.ok:
             record.failure(p, gemm, v, out, o)
     if not v.ok:
@@ -65,7 +65,7 @@ def check_bit_exact(gemm: GemmPath | Call, p: BlockScaledProblem, record=None) -
     o = oracle(p)
     vb = judge(out, o, p, gemm.name)
     if record is not None:
-        record.verdict(vb)
+        record.verdict(vb, p)
         if not v.ok:
             record.failure(p, gemm, vb, out, o)
     if not v.ok:

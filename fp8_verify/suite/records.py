@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from ..subject.schedule import H100_SMS, classes
+
 RECORD_KEY = "fp8_verify"
 PATH_KEY = "fp8_path"
 FINDING_KEY = "fp8_finding"
@@ -25,16 +27,23 @@ class Recorder:
     path: str | None = None
     test: str = "test"
     writer: Any = None  # fp8_verify.report.artifacts.ArtifactWriter, when artifacts are on
+    release: str | None = None  # for the schedule classes (fp8_verify.subject.schedule)
+    sm_count: int = H100_SMS
     examples: int = 0
     max_ratio: float | None = None
     artifacts: dict[str, str] = field(default_factory=dict)
+    coverage: dict[str, int] = field(default_factory=dict)
 
-    def verdict(self, v) -> None:
-        """Count one example judged by ``v`` (a Verdict; its max error/bound feeds the report)."""
+    def verdict(self, v, p=None) -> None:
+        """Count one example judged by ``v`` (a Verdict; its max error/bound feeds the report) and, given
+        its problem ``p``, the kernel schedule classes it reached."""
         self.examples += 1
         r = v.max_ratio
         if r == r and (self.max_ratio is None or r > self.max_ratio):
             self.max_ratio = r
+        if p is not None:
+            for c in classes(p.m, p.n, p.k, self.release, self.sm_count):
+                self.coverage[c] = self.coverage.get(c, 0) + 1
 
     def example(self) -> None:
         """Count one example that has no error/bound (a bitwise or a contract check)."""
@@ -47,7 +56,8 @@ class Recorder:
             self.artifacts = self.writer.write(self.test, p, gemm, v, out, oracle)
 
     def row(self) -> dict[str, Any]:
-        return {"path": self.path, "examples": self.examples, "max_ratio": self.max_ratio, **self.artifacts}
+        row = {"path": self.path, "examples": self.examples, "max_ratio": self.max_ratio, **self.artifacts}
+        return {**row, "coverage": self.coverage} if self.coverage else row
 
 
 class Results:
@@ -109,6 +119,7 @@ class Results:
                     "repro": row.get("repro"),
                     "error_map": row.get("error_map"),
                     "seconds": round(row.get("seconds", 0.0), 2),
+                    **({"coverage": row["coverage"]} if row.get("coverage") else {}),
                     **({"worker_restarted": True} if row.get("worker_restarted") else {}),
                 }
             )
