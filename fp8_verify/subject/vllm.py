@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -103,9 +104,17 @@ def load() -> Subject:
         s.kernel_reason = f"CPU double ({why})" if not real else f"CPU double (forced by {FORCE_CPU_ENV})"
     for name in CANDIDATE_MODULES:
         try:
+            if importlib.util.find_spec(name) is None:
+                continue  # not in this release: the paths that need it say so
             mod: ModuleType = importlib.import_module(name)
-        except Exception:
-            continue
+        except ModuleNotFoundError as e:
+            if e.name and name.startswith(e.name):
+                continue  # a parent package this release does not have
+            s.error = f"{name} failed to import in vLLM {s.vllm_version}: {type(e).__name__}: {e}"
+            return s
+        except Exception as e:  # present but broken (a missing dependency): nothing to test honestly
+            s.error = f"{name} failed to import in vLLM {s.vllm_version}: {type(e).__name__}: {e}"
+            return s
         s.modules.append(name)
         for attr in FUNCTIONS:
             if attr in vars(mod) and attr not in s.functions:

@@ -2,12 +2,13 @@
 release x property/path: outcome, examples, worst error/bound, finding ids -- as Markdown, JSON and a
 picture, with each finding's first bad and first fixed release.
 
-Environments are made without touching the user's: one base virtual environment per torch pin (created
-with the first release of that pin and its dependencies), and per release a ``pip install --no-deps
---target`` of vLLM on top of it (a release's import needs what its neighbours of the same torch pin
-need; when it does not, its row says so). The checkout's fp8_verify runs in each (``PYTHONPATH``), so
-every release is tested by the same suite. ``--reports R.json ...`` builds the table from reports made
-elsewhere (the Hopper runner's), mixed with local runs.
+Environments are made without touching the user's: one virtual environment per torch pin under
+``~/.cache/fp8-verify/matrix`` (``$FP8_VERIFY_MATRIX_CACHE``), into which each release is installed with
+its own dependencies just before its run (so neighbours of one pin share torch's gigabytes, and each
+release still gets, e.g., the Transformers major version it needs). The checkout's fp8_verify runs in each
+(``PYTHONPATH``), so every release is tested by the same suite; a release that does not import there gets
+a row that says so (the suite refuses to run without a subject). ``--reports R.json ...`` builds the table
+from reports made elsewhere (the Hopper runner's), mixed with local runs.
 
     fp8-verify matrix --vllm 0.22.1 0.23.0 0.24.0 0.33.0 --out docs/matrix [--profile dev] [-- -x]
 """
@@ -66,30 +67,32 @@ def _run(cmd: list[str], log: Path, env: dict | None = None, timeout: float | No
         return subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=timeout).returncode
 
 
-def environment(release: str, log: Path) -> tuple[Path, Path]:
-    """(python of the base venv, target folder with this release's vLLM), made once and cached."""
+def environment(release: str, log: Path) -> Path:
+    """The python of the torch pin's environment, with ``release`` (and its dependencies) installed."""
     pin = _torch_pin(release)
     base = CACHE / f"base-torch{pin}"
     py = base / "bin" / "python"
     if not py.exists():
         _run([sys.executable, "-m", "venv", str(base)], log)
-        deps = ["hypothesis>=6.100", "pytest>=8", "pytest-xdist>=3", "matplotlib", f"vllm=={release}"]
-        if _run([str(py), "-m", "pip", "install", "-q", *deps], log) != 0:
-            raise UsageError(f"could not make the torch {pin} environment for vLLM {release} (see {log})")
-    target = CACHE / f"vllm-{release}"
-    install = [str(py), "-m", "pip", "install", "-q", "--no-deps", "--target", str(target)]
-    install.append(f"vllm=={release}")
-    if not (target / "vllm").is_dir() and _run(install, log) != 0:
-        raise UsageError(f"could not install vLLM {release} into {target} (see {log})")
-    return py, target
+        tools = ["hypothesis>=6.100", "pytest>=8", "pytest-xdist>=3", "matplotlib", "mmasim==2.1.1"]
+        if _run([str(py), "-m", "pip", "install", "-q", *tools], log) != 0:
+            raise UsageError(f"could not make the torch {pin} environment (see {log})")
+    have = subprocess.run(
+        [str(py), "-c", "import importlib.metadata as m; print(m.version('vllm'))"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if have != release and _run([str(py), "-m", "pip", "install", "-q", f"vllm=={release}"], log) != 0:
+        raise UsageError(f"could not install vLLM {release} into {base} (see {log})")
+    return py
 
 
 def run_release(release: str, out: Path, profile: str, extra: list[str]) -> Path:
     """The suite on ``release`` in its environment; returns the JSON report's path."""
     log = out / f"vllm-{release}.log"
     report = out / f"report-vllm-{release}.json"
-    py, target = environment(release, log)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(target), str(ROOT)]), CI="1")
+    py = environment(release, log)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), CI="1")
     cmd = [str(py), "-m", "fp8_verify", "check", "--profile", profile, "--report", str(report), "-q", *extra]
     t0 = time.time()
     code = _run(cmd, log, env)
