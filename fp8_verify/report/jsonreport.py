@@ -36,15 +36,7 @@ def document(
     }
 
 
-def write(
-    path: str | Path,
-    subject: Subject,
-    profile: str,
-    results: list[dict],
-    findings: list[dict],
-    seconds: float,
-    coverage: dict | None = None,
-) -> None:
-    doc = document(subject, profile, results, findings, seconds, coverage)
+def write(path: str | Path, doc: dict[str, Any]) -> None:
+    """Write a report :func:`document` made."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(doc, indent=2, default=str) + os.linesep)

@@ -202,8 +202,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     report_path = config.getoption("--fp8-report")
     if report_path:
         seen = sorted({r["finding"] for r in results if r.get("finding")})
-        jsonreport.write(
-            report_path,
+        doc = jsonreport.document(
             st.subject,
             options.current_profile(),
             results,
@@ -211,6 +210,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             st.results.seconds(),
             summary.coverage(results),
         )
+        jsonreport.write(report_path, doc)
         terminalreporter.write_line(f"fp8-verify report: {report_path}")
     md = summary.markdown_summary(results, st.subject, st.registry.names())
     for target in filter(None, (config.getoption("--fp8-summary-md"), os.environ.get("GITHUB_STEP_SUMMARY"))):

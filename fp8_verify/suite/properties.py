@@ -36,34 +36,15 @@ def device() -> torch.device:
     return load().device
 
 
-def check_within_bound(gemm: GemmPath | Call, p: BlockScaledProblem, record=None) -> Verdict:
-    """Run ``gemm`` (a registry path, or any callable with vLLM's signature) on ``p`` and assert every
-    element is within the FP8 error bound of the exact reference (:mod:`fp8_verify.judge.bound`);
-    ``record`` (the ``fp8_record`` fixture) counts it and keeps a failure's repro script and error map."""
+def _check(gemm: GemmPath | Call, p: BlockScaledProblem, record, exact: bool) -> Verdict | ExactVerdict:
+    """Run ``gemm`` on ``p``, judge it against the bound (always: its error/bound feeds the report and a
+    failure's artifacts) and, if ``exact``, bit for bit against the emulation; raise on the verdict."""
     __tracebackhide__ = True
     gemm = as_path(gemm)
     out = gemm.run(p)
-    o = oracle(p)
-    v = judge(out, o, p, gemm.name)
-    if record is not None:
-        record.verdict(v, p)
-        if not v.ok:
-            record.failure(p, gemm, v, out, o)
-    if not v.ok:
-        raise VerdictFailure(v)
-    return v
-
-
-def check_bit_exact(gemm: GemmPath | Call, p: BlockScaledProblem, record=None) -> ExactVerdict:
-    """Run ``gemm`` on ``p`` and assert its output is, bit for bit, what the SM90 kernel's arithmetic
-    gives (:func:`fp8_verify.judge.exact.emulate`); the FP8 bound is checked too, so that the error/bound
-    is reported and a failure leaves the same artifacts as :func:`check_within_bound`."""
-    __tracebackhide__ = True
-    gemm = as_path(gemm)
-    out = gemm.run(p)
-    v = judge_exact(out, emulate(p), p, gemm.name)
     o = oracle(p)
     vb = judge(out, o, p, gemm.name)
+    v = judge_exact(out, emulate(p), p, gemm.name) if exact else vb
     if record is not None:
         record.verdict(vb, p)
         if not v.ok:
@@ -71,6 +52,22 @@ def check_bit_exact(gemm: GemmPath | Call, p: BlockScaledProblem, record=None) -
     if not v.ok:
         raise VerdictFailure(v)
     return v
+
+
+def check_within_bound(gemm: GemmPath | Call, p: BlockScaledProblem, record=None) -> Verdict:
+    """Run ``gemm`` (a registry path, or any callable with vLLM's signature) on ``p`` and assert every
+    element is within the FP8 error bound of the exact reference (:mod:`fp8_verify.judge.bound`);
+    ``record`` (the ``fp8_record`` fixture) counts it and keeps a failure's repro script and error map."""
+    __tracebackhide__ = True
+    return _check(gemm, p, record, exact=False)
+
+
+def check_bit_exact(gemm: GemmPath | Call, p: BlockScaledProblem, record=None) -> ExactVerdict:
+    """Run ``gemm`` on ``p`` and assert its output is, bit for bit, what the SM90 kernel's arithmetic
+    gives (:func:`fp8_verify.judge.exact.emulate`); the FP8 bound is checked too, so that the error/bound
+    is reported and a failure leaves the same artifacts as :func:`check_within_bound`."""
+    __tracebackhide__ = True
+    return _check(gemm, p, record, exact=True)
 
 
 def assert_same_bits(out: torch.Tensor, expected: torch.Tensor, what: str) -> None:
