@@ -177,3 +177,35 @@ def test_counterexample_travels_through_a_shared_database(pytester, monkeypatch,
     monkeypatch.setenv("FP8_VERIFY_EXAMPLE_DB", str(tmp_path / "empty"))
     # ...and with an empty one has nothing to replay (Hypothesis skips a test that ran no example)
     pytester.runpytest_subprocess(*args).assert_outcomes(skipped=1)
+
+
+def test_finding_xfail_holds_only_for_its_own_failure(pytester, monkeypatch):
+    """A finding's xfail is strict about *how* the property fails: FV-002's cell xfails when it fails the
+    way FV-002 says, fails the run when it fails another way, and fails the run when it passes (the
+    defect would be fixed: the finding's range must say so)."""
+    from fp8_verify.subject.compiled import default_backend
+    from fp8_verify.suite.findings import FINDINGS
+
+    s = load()
+    if not FINDINGS["FV-002"].applies(s.vllm_version, default_backend(s.kernel == "real")):
+        pytest.skip(f"FV-002 is not in vLLM {s.vllm_version}")
+    _fresh_project_env(monkeypatch)
+    pytester.makeconftest('pytest_plugins = ["fp8_verify.plugin"]')
+    cell = (
+        "import pytest\n\n"
+        '@pytest.mark.paths(traces="_dynamic_padded_cutlass", dynamic_m=True)\n'
+        "def test_one_graph_for_every_m(gemm):\n    {body}\n"
+    )
+    pytester.makepyfile(
+        test_same=cell.format(
+            body='raise AssertionError("3 graphs for M in [1, 5]; 1 expected '
+            '(a guard on M or M % 4 recompiles)")'
+        ),
+        test_other=cell.format(body='raise ValueError("a new bug")'),
+        test_passes=cell.format(body="pass"),
+    )
+    r = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rxXf")
+    r.assert_outcomes(xfailed=1, failed=2)
+    r.stdout.fnmatch_lines(["*XFAIL*test_same.py*FV-002*"])
+    r.stdout.fnmatch_lines(["*expected the failure of FV-002*"])
+    r.stdout.fnmatch_lines(["*XPASS(strict)*FV-002 expected on vLLM*"])
