@@ -34,21 +34,29 @@ def test_wheel_runs_the_suite(tmp_path):
     # editable fp8-verify, whose finder lives in a .pth file that a plain path entry does not run.
     borrowed = [p for p in sys.path if p and os.path.isdir(p) and Path(p).resolve() != ROOT.resolve()]
     (site / "borrowed.pth").write_text("\n".join(borrowed) + "\n")
-    pip = [sys.executable, "-m", "pip", "--python", str(env / "bin" / "python")]
-    subprocess.run([*pip, "install", "--no-deps", "-q", str(wheel)], check=True)
-    work = tmp_path / "elsewhere"
-    work.mkdir()
     drop = ("PYTHONPATH", "FP8_VERIFY_MUTANT")
     clean = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("PYTEST_XDIST")}
+    # --ignore-installed: a borrowed path may hold another fp8-verify (a checkout's egg-info, an editable
+    # install); pip must neither count it as satisfying the wheel nor uninstall it.
+    pip = [sys.executable, "-m", "pip", "--python", str(env / "bin" / "python")]
+    put = subprocess.run(
+        [*pip, "install", "--no-deps", "--ignore-installed", "-q", str(wheel)],
+        env=clean,
+        capture_output=True,
+        text=True,
+    )
+    assert put.returncode == 0, put.stderr[-2000:]
+    work = tmp_path / "elsewhere"
+    work.mkdir()
     where = subprocess.run(
         [str(env / "bin" / "python"), "-c", "import fp8_verify, strategies; print(fp8_verify.__file__)"],
         cwd=work,
         env=clean,
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout
-    assert str(site) in where, f"fp8_verify imported from {where}, not from the wheel"
+    )
+    assert where.returncode == 0, where.stderr[-2000:]
+    assert str(site) in where.stdout, f"fp8_verify imported from {where.stdout}, not from the wheel"
     exe = env / "bin" / "fp8-verify"
     r = subprocess.run([str(exe), "env"], cwd=work, env=clean, capture_output=True, text=True)
     assert r.returncode == 0 and "paths:" in r.stdout, r.stdout + r.stderr
