@@ -77,9 +77,35 @@ def _env(args, extra: list[str]) -> int:
     return 0
 
 
+_TAKES_A_PATH = ("--deselect", "--ignore", "--ignore-glob", "--rootdir", "-c", "--confcutdir", "--basetemp")
+
+
+def _selection(tests: Path, extra: list[str]) -> tuple[list[str], list[str]]:
+    """Split the test files named in ``extra`` (``tests/test_paths.py``, ``test_exact.py::test_bit_exact``)
+    from the other pytest arguments, each resolved where it exists: as given, in the suite, or by its
+    file name in the suite (an installed wheel's ``fp8_verify/properties``). Without any, the whole suite
+    runs."""
+    chosen: list[str] = []
+    rest: list[str] = []
+    for i, arg in enumerate(extra):
+        file, sep, node = arg.partition("::")
+        after_option = i > 0 and extra[i - 1] in _TAKES_A_PATH
+        if arg.startswith("-") or after_option or not (file.endswith(".py") or Path(file).is_dir()):
+            rest.append(arg)
+            continue
+        for where in (Path(file), tests / file, tests / Path(file).name):
+            if where.exists():
+                chosen.append(f"{where}{sep}{node}")
+                break
+        else:
+            raise UsageError(f"{file} is not a test file of the suite at {tests}")
+    return chosen, rest
+
+
 def _pytest_args(args, extra: list[str]) -> list[str]:
     tests, options = suite_location()
-    out = [str(tests), "-p", "no:cacheprovider", *options]
+    chosen, extra = _selection(tests, extra)
+    out = [*(chosen or [str(tests)]), "-p", "no:cacheprovider", *options]
     if args.report:
         out += ["--fp8-report", args.report]
     if getattr(args, "summary_md", None):

@@ -45,6 +45,7 @@ def one_line_usage_error(r: subprocess.CompletedProcess, words: str) -> None:
         (["check"], {"FP8_VERIFY_MAX_PROBLEM_MACS": "-5"}, "must be a positive number"),
         (["check", "--profile", "weekly"], {}, "unknown profile"),
         (["mutants", "--only", "no-such-bug"], {}, "unknown mutant"),
+        (["check", "--dry-run", "test_nothere.py"], {}, "is not a test file of the suite"),
     ],
     ids=[
         "path-import",
@@ -55,10 +56,24 @@ def one_line_usage_error(r: subprocess.CompletedProcess, words: str) -> None:
         "work-env",
         "profile",
         "mutant",
+        "test-file",
     ],
 )
 def test_bad_input_is_one_line(args, env, words):
     one_line_usage_error(fp8_verify(*args, env=env), words)
+
+
+@pytest.mark.parametrize(
+    "chosen", ["tests/test_structure.py", "test_structure.py", "test_structure.py::test_no_import_cycle"]
+)
+def test_named_test_files_narrow_the_run(chosen):
+    """``check FILE`` runs that file of the suite (found as given or by name), not the whole suite beside
+    it."""
+    r = fp8_verify("check", "--dry-run", "--collect-only", "-q", chosen, cwd=ROOT)
+    ids = [line for line in r.stdout.splitlines() if "::" in line]
+    assert r.returncode == 0 and ids, r.stdout[-2000:] + r.stderr[-2000:]
+    assert all("test_structure.py::" in i for i in ids), ids
+    assert len(ids) == (1 if "::" in chosen else len(ids)) and len(ids) < 10, ids
 
 
 def test_no_green_run_without_vllm(tmp_path):
