@@ -209,3 +209,44 @@ def test_finding_xfail_holds_only_for_its_own_failure(pytester, monkeypatch):
     r.stdout.fnmatch_lines(["*XFAIL*test_same.py*FV-002*"])
     r.stdout.fnmatch_lines(["*expected the failure of FV-002*"])
     r.stdout.fnmatch_lines(["*XPASS(strict)*FV-002 expected on vLLM*"])
+
+
+def test_a_stopped_run_keeps_its_report(pytester, monkeypatch):
+    """SIGTERM (``timeout``, a CI job's time limit) ends the run as Ctrl-C does: the tests that ran are in
+    the summary and in the JSON report, marked incomplete, instead of nothing at all."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _fresh_project_env(monkeypatch)
+    pytester.makeconftest('pytest_plugins = ["fp8_verify.plugin"]')
+    pytester.makepyfile(
+        """
+        import pathlib, time
+
+        def test_a_quick():
+            pass
+
+        def test_b_slow():
+            pathlib.Path("started").touch()
+            time.sleep(300)
+        """
+    )
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--fp8-report", "r.json"],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while not (pytester.path / "started").exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    run.send_signal(signal.SIGTERM)
+    run.send_signal(signal.SIGTERM)  # as GNU timeout does: the process, then its group
+    out, _ = run.communicate(timeout=120)
+    assert "the run was stopped" in out, out[-3000:]
+    report = json.loads((pytester.path / "r.json").read_text())
+    outcomes = {x["property"]: x["outcome"] for x in report["results"]}
+    assert report["complete"] is False and outcomes.get("test_a_quick") == "passed", (report, out[-2000:])

@@ -20,7 +20,9 @@ def document(
     findings: list[dict],
     seconds: float,
     coverage: dict | None = None,
+    complete: bool = True,
 ) -> dict[str, Any]:
+    """``complete`` is false for a run stopped early (SIGTERM, Ctrl-C): its results are the tests that ran."""
     return {
         "schema": SCHEMA,
         "vllm_version": subject.vllm_version,
@@ -30,6 +32,7 @@ def document(
         "kernel_reason": subject.kernel_reason or subject.error,
         "profile": profile,
         "seconds": round(seconds, 1),
+        "complete": complete,
         "results": results,
         "findings": findings,
         "coverage": coverage or {},

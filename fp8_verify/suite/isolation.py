@@ -9,6 +9,7 @@ remaining tests that need the GPU are skipped with the name of the test that poi
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 import pytest
@@ -52,6 +53,26 @@ def pin_gpu_for_worker() -> None:
             return
     if ids:
         os.environ["CUDA_VISIBLE_DEVICES"] = ids[int(wid.removeprefix("gw")) % len(ids)]
+
+
+def interrupt_on_sigterm() -> None:
+    """A run stopped by ``timeout`` or a CI job's time limit (SIGTERM) ends as if by Ctrl-C: pytest then
+    still prints its summary and the report of the tests that ran, instead of dying without either.
+    Only in the controlling process, and only where nobody installed a handler of their own. GNU
+    ``timeout`` signals the process and then its whole group, so the same stop arrives twice: repeats
+    within a few seconds are ignored; a later SIGTERM ends the process outright."""
+    if worker_id() is None and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        first: list[float] = []
+
+        def stop(signum: int, frame: object) -> None:
+            if not first:
+                first.append(time.monotonic())
+                raise KeyboardInterrupt(f"signal {signum}: the run was stopped")
+            if time.monotonic() - first[0] > 5.0:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, stop)
 
 
 class CrashIsolation:

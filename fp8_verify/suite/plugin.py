@@ -107,6 +107,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for line in MARKERS:  # registered here too, so a project that loads only the plugin knows them
         config.addinivalue_line("markers", line)
     isolation.pin_gpu_for_worker()
+    isolation.interrupt_on_sigterm()
     try:
         options.check_environment()
         profile = config.getoption("hypothesis_profile", None) or options.profile_from_env()
@@ -209,6 +210,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             [findings.get(f).to_dict() for f in seen],
             st.results.seconds(),
             summary.coverage(results),
+            complete=exitstatus != pytest.ExitCode.INTERRUPTED,
         )
         jsonreport.write(report_path, doc)
         terminalreporter.write_line(f"fp8-verify report: {report_path}")
