@@ -5,6 +5,7 @@ Known upstream defects in these cells are the findings' signature-checked xfails
 from __future__ import annotations
 
 import pytest
+import torch
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
@@ -38,3 +39,29 @@ def test_rejected_clearly_or_right(gemm, case, m_mod, data, n, k, fp8_record):
     note(f"{case} on {gemm.name}: {p.describe()}")
     check_contract(CASES[case], gemm, p)
     fp8_record.example()
+
+
+def test_a_triton_compile_error_is_never_a_clear_rejection():
+    """Triton's compiler failing inside a kernel quotes the kernel's source ("dtype=tl.float32") and its
+    own type conflict: it is an unclear error whatever words it contains (FV-012), while the same words
+    from a check of the arguments name the problem."""
+    from fp8_verify.suite.contract import outcome
+
+    compile_error = type("CompilationError", (Exception,), {"__module__": "triton.compiler.errors"})
+
+    class Raising:
+        name = "raising"
+
+        def __init__(self, exc: Exception) -> None:
+            self.exc = exc
+
+        def call(self, *args):
+            raise self.exc
+
+    p = build(ProblemSpec(m=8, n=256, k=256, seed=0), torch.device("cpu"))
+    text = "at 67:23:\n    acc = tl.zeros((M, N), dtype=tl.float32)\nUnsupported rhs dtype fp8e4nv"
+    got = outcome(CASES["a_fp16"], Raising(compile_error(text)), p)
+    assert got.kind == "unclear-error" and got.detail.endswith("Unsupported rhs dtype fp8e4nv"), got
+    assert (
+        outcome(CASES["a_fp16"], Raising(ValueError("A must be float8, got float16")), p).kind == "rejected"
+    )

@@ -61,10 +61,10 @@ import torch
 from ..problem import BlockScaledProblem
 from .reference import dequantized
 
-U_OUT = {torch.bfloat16: 2.0**-8, torch.float16: 2.0**-11}
-ETA_OUT = {torch.bfloat16: 2.0**-134, torch.float16: 2.0**-25}
 U32 = 2.0**-24
 ETA32 = 2.0**-150
+U_OUT = {torch.bfloat16: 2.0**-8, torch.float16: 2.0**-11, torch.float32: U32}
+ETA_OUT = {torch.bfloat16: 2.0**-134, torch.float16: 2.0**-25, torch.float32: ETA32}
 
 
 def gamma(n: int, u: float) -> float:

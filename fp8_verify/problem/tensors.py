@@ -20,7 +20,9 @@ import torch
 
 FP8 = torch.float8_e4m3fn
 FP8_MAX = 448.0
-OUT_DTYPES = (torch.bfloat16, torch.float16)
+OUT_DTYPES = (torch.bfloat16, torch.float16)  # what vLLM's block-FP8 paths produce (the strategies draw)
+# ... and what a problem may ask for: a path that takes float32 (the Triton GEMM) is judged in it too.
+JUDGED_OUT_DTYPES = (*OUT_DTYPES, torch.float32)
 
 
 def cdiv(a: int, b: int) -> int:
@@ -64,8 +66,8 @@ class BlockScaledProblem:
             errs.append(f"a_scale is {tuple(self.a_scale.shape)}, expected {(m, cdiv(k, bk))}")
         if tuple(self.b_scale.shape) != (cdiv(n, bn), cdiv(k, bk)):
             errs.append(f"b_scale is {tuple(self.b_scale.shape)}, expected {(cdiv(n, bn), cdiv(k, bk))}")
-        if self.out_dtype not in OUT_DTYPES:
-            errs.append(f"out_dtype {self.out_dtype} is not one of {OUT_DTYPES}")
+        if self.out_dtype not in JUDGED_OUT_DTYPES:
+            errs.append(f"out_dtype {self.out_dtype} is not one of {JUDGED_OUT_DTYPES}")
         return errs
 
     @property
