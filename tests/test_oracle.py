@@ -92,6 +92,8 @@ def test_bound_constants():
     assert U_OUT[torch.bfloat16] == 2.0**-8 and U_OUT[torch.float16] == 2.0**-11
     assert ETA_OUT[torch.float16] == torch.finfo(torch.float16).smallest_normal * 2.0**-11
     assert ETA_OUT[torch.bfloat16] == torch.finfo(torch.bfloat16).smallest_normal * 2.0**-8
+    assert U_OUT[torch.float32] == torch.finfo(torch.float32).eps / 2
+    assert ETA_OUT[torch.float32] == torch.finfo(torch.float32).smallest_normal * 2.0**-24
 
 
 def test_nan_and_wrong_inf_fail():
@@ -135,3 +137,29 @@ def test_nonfinite_reference_needs_the_same_nonfinite_output():
     bad[1, 3] = 0.0
     v = judge(bad, o, q, "nan dropped")
     assert not v.ok and v.worst == (1, 3), v.message()
+
+
+@settings(max_examples=examples(20))
+@given(
+    spec=problem_specs(
+        m=m_dims(max_value=24), n=nk_dims(max_value=400), k=nk_dims(max_value=400), block=st.just((128, 128))
+    )
+)
+def test_torch_path_padding_is_exact(spec):
+    """The ``--path`` adapter of PyTorch's block-wise ``scaled_mm`` zero-pads M to 4 and N, K to 128 for
+    the recipe: the padded problem's exact answer, cut to [M, N], is the original's. (cuBLASLt itself
+    runs only on Hopper: here an exact float64 product stands in for it.)"""
+    from fp8_verify.judge import oracles
+
+    def exact_recipe(p):
+        assert p.m % 4 == 0 and p.n % 128 == 0 and p.k % 128 == 0, p.describe()
+        assert p.a_scale.stride(0) == 1, p.a_scale.stride()  # M-major, as the recipe reads it
+        return reference(p).to(p.out_dtype)
+
+    p = build(spec, torch.device("cpu"))
+    saved, oracles.torch_block_scaled_mm = oracles.torch_block_scaled_mm, exact_recipe
+    try:
+        out = oracles.torch_scaled_mm_gemm(p.a, p.b, p.a_scale, p.b_scale, list(p.block), p.out_dtype)
+    finally:
+        oracles.torch_block_scaled_mm = saved
+    assert torch.equal(out, reference(p).to(p.out_dtype)) and out.is_contiguous()

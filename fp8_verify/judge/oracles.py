@@ -64,5 +64,26 @@ def torch_block_scaled_mm(p: BlockScaledProblem) -> torch.Tensor:
 
 def torch_scaled_mm_gemm(a, b, a_scale, b_scale, block, out_dtype) -> torch.Tensor:
     """:func:`torch_block_scaled_mm` with vLLM's signature, to run PyTorch's block-wise ``scaled_mm`` as a
-    path: ``fp8-verify check --path torch=fp8_verify.judge.oracles:torch_scaled_mm_gemm@m4``."""
-    return torch_block_scaled_mm(BlockScaledProblem(a, a_scale, b, b_scale, tuple(block), out_dtype))
+    path on every problem vLLM's paths take: ``fp8-verify check --path
+    torch=fp8_verify.judge.oracles:torch_scaled_mm_gemm``.
+
+    M is zero-padded to a multiple of 4 and N, K to multiples of 128 -- exactly: the padding's products
+    are zero, and the scales' shapes ``ceil(K/128)``, ``ceil(N/128)`` do not change -- and the [M, N]
+    corner returned. On an H100 (vLLM 0.23.0) without the padding every N or K off 128 failed."""
+    m, k = a.shape
+    n = b.shape[0]
+    mp, np_, kp = cdiv(m, 4) * 4, cdiv(n, 128) * 128, cdiv(k, 128) * 128
+    if (mp, np_, kp) != (m, n, k):
+        a = _zero_padded(a, mp, kp)
+        b = _zero_padded(b, np_, kp)
+        sa = torch.ones(a_scale.shape[1], mp, dtype=a_scale.dtype, device=a_scale.device).t()  # M-major
+        sa[:m] = a_scale
+        a_scale = sa
+    out = torch_block_scaled_mm(BlockScaledProblem(a, a_scale, b, b_scale, tuple(block), out_dtype))
+    return out[:m, :n].contiguous()
+
+
+def _zero_padded(t: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    out = torch.zeros(rows, cols, dtype=t.dtype, device=t.device)
+    out[: t.shape[0], : t.shape[1]] = t
+    return out
