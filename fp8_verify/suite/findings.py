@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..subject.registry import CUTLASS_SM90, PathSpec
+from ..subject.registry import CUTLASS_SM90, TRITON, PathSpec
 from ..subject.releases import PACKED_OPERANDS_CHECKED, Span
 
 
@@ -51,6 +51,10 @@ def _traces_dynamic_cond(p: PathSpec) -> bool:
 
 def _ends_in_cutlass(p: PathSpec) -> bool:
     return p.kernel == CUTLASS_SM90
+
+
+def _is_triton_block(p: PathSpec) -> bool:
+    return p.kernel == TRITON
 
 
 # How the contract property says a cell failed (fp8_verify.suite.contract.ContractFailure).
@@ -255,6 +259,32 @@ FINDINGS: dict[str, Finding] = {
             BARE_ASSERT,
             "repros/fv010_not_multiple_of_16.py",
             cases=("n_not16", "k_not16"),
+            seen_real=("0.23.0",),
+        ),
+        Finding(
+            "FV-011",
+            "vLLM's Triton block-FP8 GEMM (w8a8_triton_block_scaled_mm) checks its inputs with bare "
+            "asserts: a non-contiguous activation, or activation scales of the wrong shape, fail with an "
+            "AssertionError with no message",
+            CONTRACT,
+            _is_triton_block,
+            Span("0.22.0"),
+            BARE_ASSERT,
+            "repros/fv011_triton_bare_asserts.py",
+            cases=("a_sliced", "a_row_strided", "a_scale_short"),
+            seen_real=("0.23.0",),
+        ),
+        Finding(
+            "FV-012",
+            "vLLM's Triton block-FP8 GEMM does not check dtypes: an fp16 activation or fp64 scales stop "
+            "inside Triton's compiler (CompilationError at a line of the kernel: 'Unsupported rhs dtype "
+            "fp8e4nv', blaming the weight, or a loop-carried accumulator turned fp64)",
+            CONTRACT,
+            _is_triton_block,
+            Span("0.22.0"),
+            _contract("unclear-error", r"CompilationError \(Triton compile failed\)"),
+            "repros/fv012_triton_dtype_compile_error.py",
+            cases=("a_fp16", "scales_fp64"),
             seen_real=("0.23.0",),
         ),
     )
