@@ -123,7 +123,7 @@ def test_op_body_is_graph_safe(gemm, spec, fp8_record):
     stream does not exist either; the dispatcher does, everywhere: the body runs under a
     ``TorchDispatchMode`` that records every ATen op it issues. (A ``.cpu()`` on the CPU issues nothing:
     only the CUDA-graph property on Hopper sees that one.)"""
-    fn = load().functions.get(gemm.spec.body)
+    fn = load().function(gemm.spec.body)
     p = build(spec, device())
     note(p.describe())
     mode = HostReads()

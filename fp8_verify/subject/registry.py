@@ -103,7 +103,7 @@ class GemmPath:
 def _direct(s: Subject) -> Call | str:
     """vLLM's ``cutlass_scaled_mm(A, B, As, Bs, block, dtype)`` wrapper; where a release has none, the
     same call through ``vllm._custom_ops`` in the kernel's layouts (``B.T``, ``Bs.T``)."""
-    fn = s.functions.get("cutlass_scaled_mm")
+    fn = s.function("cutlass_scaled_mm")
     if fn is not None:
         return fn
     from vllm import _custom_ops as ops
@@ -128,7 +128,7 @@ def _op(name: str, span) -> Locate:
 
 def _function(name: str, where: str) -> Locate:
     def locate(s: Subject) -> Call | str:
-        return s.functions.get(name) or f"{name} is not in vLLM {s.vllm_version} ({where})"
+        return s.function(name) or f"{name} is not in vLLM {s.vllm_version} ({where})"
 
     return locate
 

@@ -25,14 +25,6 @@ CANDIDATE_MODULES = (
     "vllm.model_executor.kernels.linear.scaled_mm.cutlass",  # 0.23.0 and later
     "vllm.model_executor.layers.quantization.utils.fp8_utils",  # 0.22.x and earlier; Triton block GEMM
 )
-#: Functions looked up in those modules (first module that has one wins).
-FUNCTIONS = (
-    "cutlass_scaled_mm",
-    "_padded_cutlass",
-    "_dynamic_padded_cutlass",
-    "w8a8_triton_block_scaled_mm",
-    "CutlassFp8BlockScaledMMKernel",
-)
 FORCE_CPU_ENV = "FP8_VERIFY_FORCE_DOUBLE"
 
 
@@ -46,13 +38,18 @@ class Subject:
     kernel: str = "double"
     kernel_reason: str = ""
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    functions: dict[str, Any] = field(default_factory=dict)
     modules: list[str] = field(default_factory=list)
+    loaded: list[ModuleType] = field(default_factory=list, repr=False)
     error: str | None = None
 
     @property
     def available(self) -> bool:
         return self.error is None
+
+    def function(self, name: str) -> Any | None:
+        """vLLM's ``name`` from the first candidate module that has it (None if this release has none):
+        a path names the function it calls, and no list here has to know it."""
+        return next((vars(m)[name] for m in self.loaded if name in vars(m)), None)
 
     def device_name(self) -> str:
         if self.device.type == "cuda":
@@ -116,9 +113,7 @@ def load() -> Subject:
             s.error = f"{name} failed to import in vLLM {s.vllm_version}: {type(e).__name__}: {e}"
             return s
         s.modules.append(name)
-        for attr in FUNCTIONS:
-            if attr in vars(mod) and attr not in s.functions:
-                s.functions[attr] = getattr(mod, attr)
+        s.loaded.append(mod)
     return s
 
 

@@ -71,7 +71,7 @@ def _cutlass_module():
     s = load()
     if not s.available:
         raise MutantError(f"vLLM is not available: {s.error}")
-    fn = s.functions.get("_padded_cutlass")
+    fn = s.function("_padded_cutlass")
     if fn is None:
         raise MutantError(f"this vLLM ({s.vllm_version}) has no _padded_cutlass to mutate")
     return importlib.import_module(fn.__module__)
