@@ -158,8 +158,7 @@ def test_wgmma_slice_matches_mmasim(
         c.view(-1)[: len(c_specials)] = torch.tensor(c_specials, dtype=torch.float32)
     ref = mmasim_tile(a, b, c)
     got = wgmma_slice(a, b, c)
-    same = same_bits(got, ref)
-    assert bool(same.all()), first_difference(got, ref, same)
+    assert_same_bits(got, ref)
 
 
 @needs_mmasim
@@ -179,8 +178,7 @@ def test_chained_slices_match_mmasim(seed: int, regime: str, c_regime: str, slic
     c = fp32_values(g, (50,), c_regime, (a.float() * b.float()).nan_to_num())
     ref = _MMASIM.dpa(a, b, c)  # type: ignore[union-attr]
     got = wgmma_dpa(a, b, c)
-    same = same_bits(got, ref)
-    assert bool(same.all()), first_difference(got, ref, same)
+    assert_same_bits(got, ref)
 
 
 def _e4m3(values: list[float]) -> torch.Tensor:
@@ -421,7 +419,8 @@ def gemm_problem(
     return a, b, scales(g, (m, nkb), scale_regime), scales(g, (-(-n // BLOCK_N), nkb), scale_regime)
 
 
-def assert_gemm_matches(got: torch.Tensor, ref: torch.Tensor) -> None:
+def assert_same_bits(got: torch.Tensor, ref: torch.Tensor) -> None:
+    __tracebackhide__ = True
     same = same_bits(got, ref)
     assert bool(same.all()), first_difference(got, ref, same)
 
@@ -442,14 +441,14 @@ def test_gemm_matches_mmasim_composition(
 ) -> None:
     """Partial K-blocks (K % 128 != 0) and partial N-blocks (N % 128 != 0) included."""
     a, b, sa, sb = gemm_problem(seed, m, n, k, regime, scale_regime)
-    assert_gemm_matches(sm90_blockwise_gemm(a, b, sa, sb, out_dtype), reference_gemm(a, b, sa, sb, out_dtype))
+    assert_same_bits(sm90_blockwise_gemm(a, b, sa, sb, out_dtype), reference_gemm(a, b, sa, sb, out_dtype))
 
 
 def test_gemm_does_not_depend_on_chunking() -> None:
     a, b, sa, sb = gemm_problem(3, 37, 200, 300, "finite", "fp32")
     whole = sm90_blockwise_gemm(a, b, sa, sb, torch.float32, chunk_rows=64)
     for rows in (1, 5, 16):
-        assert_gemm_matches(sm90_blockwise_gemm(a, b, sa, sb, torch.float32, chunk_rows=rows), whole)
+        assert_same_bits(sm90_blockwise_gemm(a, b, sa, sb, torch.float32, chunk_rows=rows), whole)
 
 
 def test_gemm_rejects_wrong_scale_shapes() -> None:
@@ -483,10 +482,10 @@ def test_planted_wrong_variant_is_detected(variant: str) -> None:
     kwargs, out_dtype = WRONG_VARIANTS[variant]
     a, b, sa, sb = gemm_problem(11, 8, 136, 384, "finite", "fp32")
     ref = reference_gemm(a, b, sa, sb, out_dtype)
-    assert_gemm_matches(sm90_blockwise_gemm(a, b, sa, sb, out_dtype), ref)
+    assert_same_bits(sm90_blockwise_gemm(a, b, sa, sb, out_dtype), ref)
     wrong = sm90_blockwise_gemm(a, b, sa, sb, out_dtype, **kwargs)  # type: ignore[arg-type]
     with pytest.raises(AssertionError):
-        assert_gemm_matches(wrong, ref)
+        assert_same_bits(wrong, ref)
 
 
 @needs_mmasim
@@ -582,10 +581,10 @@ def test_triton_kernel_on_gpu_matches_model(problem: tuple[int, int, int, int, s
     for out_dtype in (torch.float32, torch.bfloat16):
         ref = sm90_blockwise_gemm(a, b, sa, sb, out_dtype)
         for backend in ("torch", "triton"):
-            assert_gemm_matches(sm90_blockwise_gemm(*cuda, out_dtype, backend=backend).cpu(), ref)
+            assert_same_bits(sm90_blockwise_gemm(*cuda, out_dtype, backend=backend).cpu(), ref)
     acc = sm90_blockwise_gemm(a, b, sa, sb, torch.float32)
     for mode in ("hw", "emulated"):
-        assert_gemm_matches(sm90_accumulator_triton(*cuda, fma_mode=mode).cpu(), acc)
+        assert_same_bits(sm90_accumulator_triton(*cuda, fma_mode=mode).cpu(), acc)
 
 
 def test_sm90_does_not_import_triton() -> None:
