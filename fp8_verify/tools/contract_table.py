@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "vllm_version": s.vllm_version,
                     "device": where,
-                    "backend": s.backend,
+                    "kernel": s.kernel,
                     "rows": rows,
                 },
                 fh,

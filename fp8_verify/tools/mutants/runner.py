@@ -259,7 +259,7 @@ def main(args, extra: list[str]) -> int:
         row["baselines"] = run_baselines(row["id"])
     write_report(rows, complete=True)
     print(
-        f"vLLM {s.vllm_version}, kernel {s.backend}, profile {profile}, "
+        f"vLLM {s.vllm_version}, kernel {s.kernel}, profile {profile}, "
         f"selection {' '.join(selection)}; control "
         f"{'passed' if control.exit_code == 0 else 'FAILED: ' + ', '.join(control_failed)}"
     )
