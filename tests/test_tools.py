@@ -120,3 +120,17 @@ def test_findings_md_is_current():
     if not doc.is_file():
         pytest.skip("FINDINGS.md is not shipped with the installed suite")
     assert table() in doc.read_text(), "FINDINGS.md is stale: python -m fp8_verify.tools.findings_table"
+
+
+def test_baselines_run_the_production_path():
+    """The upstream-style baselines go through the path vLLM's linear layer takes on this release (the
+    padding op its source calls, or the kernel itself from 0.24), not just any path that takes every M:
+    a bug in that op's routing must reach them."""
+    from fp8_verify.subject.vllm import load
+    from fp8_verify.tools.baselines import production_path
+    from fp8_verify.tools.bench.paths import production_op
+
+    if not load().available:
+        pytest.skip(f"vLLM is not usable here: {load().error}")
+    op, gemm = production_op(), production_path()
+    assert (gemm.spec.op == op) if op else (gemm.spec.op is None and not gemm.spec.pads_m), (op, gemm.name)

@@ -110,14 +110,20 @@ def _run(
 
 
 def production_path():
-    """The first available eager SM90 path that takes any M (the linear layer's route on Hopper)."""
+    """The eager path vLLM's linear layer takes on Hopper in the installed release: the row of the padding
+    op it calls (``dynamic_padded_cutlass`` on 0.23, ``padded_cutlass`` on 0.22), else -- the kernel
+    taking any M itself (0.24+) -- the eager SM90 row that takes any M."""
     from ..subject.registry import CUTLASS_SM90, default
     from ..subject.releases import MRule
+    from .bench.paths import production_op
 
-    for gemm in default():
-        if gemm.available and not gemm.compiled and gemm.kernel == CUTLASS_SM90 and gemm.m_rule is MRule.ANY:
-            return gemm
-    raise RuntimeError("no eager SM90 path that takes any M is available")
+    eager = [g for g in default() if g.available and not g.compiled and g.kernel == CUTLASS_SM90]
+    op = production_op()
+    chosen = next((g for g in eager if op and g.spec.op == op), None)
+    chosen = chosen or next((g for g in eager if g.m_rule is MRule.ANY), None)
+    if chosen is None:
+        raise RuntimeError("no eager SM90 path that takes any M is available")
+    return chosen
 
 
 BASELINES: dict[str, Callable[[], BaselineResult]] = {

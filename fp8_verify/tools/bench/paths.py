@@ -136,9 +136,14 @@ def _always_pad(direct: Call) -> Callable[[BlockScaledProblem], torch.Tensor]:
     return run
 
 
-def _production_op() -> str | None:
-    """The op ``CutlassFp8BlockScaledMMKernel.apply_block_scaled_mm`` calls on Hopper, read from the
-    installed source (so a run of any release says which path its models use)."""
+def production_op() -> str | None:
+    """The padding op (``torch.ops.vllm.<op>``) vLLM's linear layer calls on Hopper in the installed
+    release, or None where it calls the kernel directly (0.24+): read from
+    ``CutlassFp8BlockScaledMMKernel.apply_block_scaled_mm``'s source, else the newest op registered."""
+    return _op_in_source() or next((o for o in PRODUCTION_OPS if vllm_op(o)), None)
+
+
+def _op_in_source() -> str | None:
     for name in load().modules:
         mod = sys.modules.get(name)
         for obj in vars(mod).values() if mod else ():
@@ -214,9 +219,7 @@ def bench_paths(cfg: Config, registry: Registry | None = None) -> BenchPaths:
         for name, bp in list(out.items()):
             if name not in cfg.paths and name != baseline and bp.available:
                 out[name] = replace(bp, run=None, reason="not selected (--paths)")
-    op = _production_op()
-    if op is None:  # source not found: the newest op this vLLM registers
-        op = next((o for o in PRODUCTION_OPS if vllm_op(o)), None)
+    op = production_op()
     # No padding op (0.24+): the linear layer calls the kernel directly, as the baseline does.
     prod = compiled_by_op.get(op) if op else baseline
     return BenchPaths(out, baseline, prod, op if prod else None, eager, compiled_by_op)
