@@ -134,3 +134,35 @@ def test_baselines_run_the_production_path():
         pytest.skip(f"vLLM is not usable here: {load().error}")
     op, gemm = production_op(), production_path()
     assert (gemm.spec.op == op) if op else (gemm.spec.op is None and not gemm.spec.pads_m), (op, gemm.name)
+
+
+def test_matrix_keeps_a_release_that_did_not_run():
+    """A release whose suite could not run (vLLM does not import in its environment) stays in the matrix
+    as a red row with the reason, beside the releases that ran; findings carry first bad / first fixed."""
+    from fp8_verify.tools.matrix import _not_run, document, markdown
+
+    ran = {
+        "vllm_version": "0.23.0",
+        "torch_version": "2.11.0",
+        "device": "CPU",
+        "kernel": "double",
+        "profile": "dev",
+        "results": [
+            {"property": "test_within_bound", "path": "bypass", "outcome": "passed", "examples": 10},
+            {
+                "property": "test_x",
+                "path": "padded",
+                "outcome": "xfailed",
+                "examples": 1,
+                "finding": "FV-003",
+            },
+        ],
+    }
+    doc = document([_not_run("0.30.0", "fp8-verify: no subject to test: RuntimeError: nms"), ran])
+    rows = {e["vllm"]: e for e in doc["releases"]}
+    assert rows["0.30.0"]["unexpected_failures"] == 1 and rows["0.23.0"]["unexpected_failures"] == 0
+    assert rows["0.23.0"]["findings_present"] == ["FV-003"]
+    text = markdown(doc, "t")
+    assert "vLLM 0.30.0 did not run: fp8-verify: no subject to test" in text and "FV-003" in text
+    assert {f["id"] for f in doc["findings"]} >= {"FV-001", "FV-011"}
+    assert all("first_bad" in f and "first_fixed" in f for f in doc["findings"])

@@ -30,6 +30,7 @@ from ..suite.findings import FINDINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("FP8_VERIFY_MATRIX_CACHE", Path.home() / ".cache" / "fp8-verify" / "matrix"))
+_NOT_RUN = "(the suite did not run)"
 SHORT = {"passed": "ok", "failed": "FAIL", "xfailed": "xfail", "skipped": "skip", "error": "ERR"}
 
 
@@ -101,9 +102,26 @@ def run_release(release: str, out: Path, profile: str, extra: list[str]) -> Path
         file=sys.stderr,
         flush=True,
     )
-    if not report.is_file():
-        raise UsageError(f"vLLM {release}: the suite wrote no report (exit {code}; see {log})")
+    if not report.is_file():  # no subject there (vLLM does not import): a row that says so, and why
+        said = [line for line in log.read_text().splitlines() if line.startswith("fp8-verify:")]
+        why = said[-1] if said else f"the suite wrote no report (exit {code})"
+        report.write_text(json.dumps(_not_run(release, f"{why} (see {log})"), indent=1) + "\n")
     return report
+
+
+def _not_run(release: str, why: str) -> dict:
+    """A report for a release whose suite could not run: no results, one error row with the reason."""
+    row = {"property": _NOT_RUN, "test": _NOT_RUN, "path": None, "kernel": None, "outcome": "error"}
+    return {
+        "vllm_version": release,
+        "torch_version": "?",
+        "device": "-",
+        "kernel": None,
+        "kernel_reason": why,
+        "profile": None,
+        "complete": False,
+        "results": [{**row, "examples": 0, "max_error_over_bound": None, "finding": None, "reason": why}],
+    }
 
 
 def release_entry(report: dict) -> dict:
@@ -116,6 +134,11 @@ def release_entry(report: dict) -> dict:
         "device": report["device"],
         "kernel": report.get("kernel") or report.get("backend"),
         "profile": report.get("profile"),
+        "kernel_reason": report.get("kernel_reason"),
+        "complete": report.get("complete", True),
+        "did_not_run": report.get("kernel_reason")
+        if results and results[0].get("test") == _NOT_RUN
+        else None,
         "unexpected_failures": sum(r["outcome"] in ("failed", "error") for r in results),
         "results": results,
         "findings_present": present,
@@ -208,6 +231,12 @@ def markdown(doc: dict, title: str) -> str:
                     ["vLLM", "torch", "device", "kernel", "profile", "unexpected failures", "findings"],
                     summary,
                 ),
+                "",
+                *[
+                    f"* vLLM {e['vllm']} did not run: {e['did_not_run']}"
+                    for e in doc["releases"]
+                    if e["did_not_run"]
+                ],
                 "",
                 *markdown_table(["finding", "first bad", "first fixed", "xfailed (seen) on"], findings),
                 "",
