@@ -525,12 +525,24 @@ for i, problem in enumerate(TRITON_PROBLEMS):
     for mode in ("emulated", "hw") if i == 0 else ("emulated",):
         got = sm90_accumulator_triton(a, b, sa, sb, fma_mode=mode)
         out[f"{i}-{mode}"] = [int((~same_bits(got, ref)).sum()), ref.numel()]
+import triton
+import triton.language as tl
+
+@triton.jit
+def fma_probe(x, y, z, o):
+    tl.store(o, tl.fma(tl.load(x), tl.load(y), tl.load(z)))
+
+# (1 + 2^-12)^2 - (1 + 2^-11) is 2^-24 with one rounding, 0 with two (the product rounds to 1 + 2^-11)
+x, z, o = torch.tensor([1 + 2**-12]), torch.tensor([-(1 + 2**-11)]), torch.zeros(1)
+fma_probe[(1,)](x, x, z, o)
+out["fma_fused"] = o.item() == 2**-24
+out["triton"] = triton.__version__
 print(json.dumps(out))
 """
 
 
 @pytest.fixture(scope="module")
-def interpreted() -> dict[str, list[int]]:
+def interpreted() -> dict:
     """Mismatch counts of the Triton kernel run by Triton's CPU interpreter, per problem and fma mode.
 
     In a fresh process: ``TRITON_INTERPRET=1`` must be set before Triton is first imported (vLLM, loaded
@@ -561,11 +573,18 @@ def test_triton_kernel_in_interpreter_matches_model(interpreted: dict[str, list[
     assert bad == 0, f"{bad} of {total} accumulators differ"
 
 
-def test_triton_interpreter_fma_is_not_fused(interpreted: dict[str, list[int]]) -> None:
-    """Why the interpreter check uses ``fma_mode="emulated"``: the interpreter's ``tl.fma`` is numpy
-    ``x * y + z``, two roundings, so ``"hw"`` differs from the model there. If a Triton release fuses it,
-    this fails, and ``"hw"`` can then be checked on a CPU too."""
-    assert interpreted["0-hw"][0] > 0
+def test_triton_interpreter_fma_mode(interpreted: dict) -> None:
+    """What the interpreter can check of the kernel's hardware-fma form depends on its ``tl.fma``, probed
+    directly: numpy ``x * y + z`` (two roundings; Triton 3.6) makes ``"hw"`` differ from the model, which
+    is why the check above uses ``"emulated"``; a fused ``tl.fma`` (Triton 3.9.0's interpreter) must give
+    the model's bits in ``"hw"`` too."""
+    bad, total = interpreted["0-hw"]
+    if interpreted["fma_fused"]:
+        assert bad == 0, (
+            f"Triton {interpreted['triton']}: fused tl.fma, yet {bad} of {total} differ in hw mode"
+        )
+    else:
+        assert bad > 0, f"Triton {interpreted['triton']}: tl.fma rounds twice, yet hw mode equals the model"
 
 
 @pytest.mark.skipif(
