@@ -29,9 +29,12 @@ def fp8_verify(*args: str, env: dict | None = None, cwd: Path | None = None) -> 
 
 
 def one_line_usage_error(r: subprocess.CompletedProcess, words: str) -> None:
-    err = [line for line in r.stderr.splitlines() if not line.startswith("W1") and "warn" not in line.lower()]
+    """Exit 2, no traceback, and one line of ours (``fp8-verify: ...``) naming the problem; other lines
+    are the libraries' own import-time logging (torch's deprecations, vLLM 0.33's "Failed to import from
+    vllm._C" on a CPU), which differ from release to release."""
+    ours = [line for line in r.stderr.splitlines() if line.startswith("fp8-verify:")]
     assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
-    assert "Traceback" not in r.stderr and len(err) == 1 and words in err[0], r.stderr
+    assert "Traceback" not in r.stderr and len(ours) == 1 and words in ours[0], r.stderr
 
 
 @pytest.mark.parametrize(
