@@ -148,10 +148,10 @@ def test_matrix_keeps_a_release_that_did_not_run():
         "kernel": "double",
         "profile": "dev",
         "results": [
-            {"property": "test_within_bound", "path": "bypass", "outcome": "passed", "examples": 10},
+            {"property": "test_within_bound", "path": "p1", "outcome": "passed", "examples": 10},
             {
                 "property": "test_x",
-                "path": "padded",
+                "path": "p2",
                 "outcome": "xfailed",
                 "examples": 1,
                 "finding": "FV-003",
