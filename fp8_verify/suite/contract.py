@@ -329,8 +329,6 @@ def outcome(case: Case, path: GemmPath, p: BlockScaledProblem) -> Outcome:
         first = lines[0] if lines else ""
         text = f"{type(e).__name__}: {first}"
         said = str(e).lower()
-        named_possible = not is_sticky_cuda_error(e)  # a CUDA fault is a crash, whatever words its text
-        # happens to contain ("misaligned address")
         if "torch._dynamo" in type(e).__module__ or "BackendCompilerFailed" in type(e).__name__:
             # A compile failure's text is a long trace of the graph break: only its first line counts
             # as telling the caller what is wrong.
@@ -338,12 +336,10 @@ def outcome(case: Case, path: GemmPath, p: BlockScaledProblem) -> Outcome:
         elif type(e).__module__.startswith("triton."):
             # Triton's compiler stopped inside the kernel: its text is a line of the kernel's source and
             # a complaint about the kernel's own types ("Unsupported rhs dtype fp8e4nv" for an fp16 A),
-            # not a check of the caller's arguments, so it never counts as naming the problem.
-            text, named_possible = (
-                f"{type(e).__name__} (Triton compile failed): {lines[-1] if lines else ''}",
-                False,
-            )
-        named = named_possible and any(w in said for w in case.words)
+            # not a check of the caller's arguments, so none of it counts as naming the problem.
+            text, said = f"{type(e).__name__} (Triton compile failed): {lines[-1] if lines else ''}", ""
+        # A CUDA fault is a crash, whatever words its text happens to contain ("misaligned address").
+        named = not is_sticky_cuda_error(e) and any(w in said for w in case.words)
         return Outcome("rejected" if named else "unclear-error", text[:300], error=e)
     if logical.m == 0:
         ok = tuple(out.shape) == (0, logical.n) and out.dtype == logical.out_dtype
