@@ -145,6 +145,10 @@ def _check(args, extra: list[str]) -> int:
         extra = ["--fp8-require", args.require, *extra]
     if args.dry_run:
         extra = ["--fp8-dry-run", *extra]
+    if args.self_tests:
+        extra = ["--fp8-self-tests", *extra]
+    if args.examples:
+        extra = ["--fp8-examples", str(args.examples), *extra]
     if args.mutant:
         from .tools.mutants.catalogue import CATALOGUE
         from .tools.mutants.plant import MUTANT_ENV
@@ -200,7 +204,7 @@ def _repro(args, extra: list[str]) -> int:
     return 0
 
 
-def _jobs(value: str) -> int:
+def _whole_number(value: str) -> int:
     try:
         n = int(value)
     except ValueError:
@@ -233,6 +237,18 @@ def parser() -> argparse.ArgumentParser:
         help="which kernel must run (default auto: the real one where an SM90 GPU is visible)",
     )
     c.add_argument("--dry-run", action="store_true", help="run even without a usable vLLM (its tests skip)")
+    c.add_argument(
+        "--examples",
+        type=_whole_number,
+        metavar="N",
+        help="examples per property test (default: by profile, 25x more on the real kernel than on the "
+        "CPU double)",
+    )
+    c.add_argument(
+        "--self-tests",
+        action="store_true",
+        help="on the real kernel, run fp8-verify's own tests too (by default only the CPU double runs them)",
+    )
     c.set_defaults(fn=_check)
     m = sub.add_parser("mutants", help="planted-bug check: which properties kill which bugs")
     m.add_argument("--list", action="store_true", help="list the catalogue")
@@ -242,7 +258,7 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--jobs",
         metavar="N",
-        type=_jobs,
+        type=_whole_number,
         default=1,
         help="run up to N mutant processes at once, after the control (default 1; seconds are "
         "comparable only at 1)",

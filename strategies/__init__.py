@@ -10,7 +10,7 @@ Small pieces that compose: :func:`m_dims` / :func:`nk_dims` draw dimensions with
 ... def test_something(p): ...
 """
 
-from .dims import m_dims, nk_dims
+from .dims import m_dims, m_dims_for, nk_dims
 from .problems import (
     block_shapes,
     out_dtypes,
@@ -27,6 +27,7 @@ __all__ = [
     "Shape",
     "block_shapes",
     "m_dims",
+    "m_dims_for",
     "nk_dims",
     "out_dtypes",
     "problem_specs",

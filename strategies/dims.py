@@ -17,11 +17,14 @@ def _check_range(name: str, min_value: int, max_value: int) -> None:
         raise InvalidArgument(f"{name}: max_value={max_value} < min_value={min_value}")
 
 
-def m_dims(min_value: int = 1, max_value: int = 512, aligned: bool | None = None) -> st.SearchStrategy[int]:
+def m_dims(
+    min_value: int = 1, max_value: int = 512, aligned: bool | None = None, distinct: int | None = None
+) -> st.SearchStrategy[int]:
     """Token counts M: 1-9, 4k +/- 1, powers of two and their neighbours, and anything in range.
 
     ``aligned=True`` keeps M % 4 == 0 (what the CUTLASS kernel takes directly), ``False`` keeps
-    M % 4 != 0 (what must be padded), None draws both.
+    M % 4 != 0 (what must be padded), None draws both. ``distinct=n`` draws only the first ``n`` of those
+    edge values: for a path that compiles a graph per M, so that a long run compiles a bounded number.
 
     >>> m_dims(max_value=64, aligned=False).example() % 4 != 0
     True
@@ -39,6 +42,10 @@ def m_dims(min_value: int = 1, max_value: int = 512, aligned: bool | None = None
         edges = [e for e in edges if (e % 4 == 0) == aligned]
     if not any(((e % 4 == 0) == aligned) for e in range(min_value, max_value + 1)) and aligned is not None:
         raise InvalidArgument(f"m_dims: no M in [{min_value}, {max_value}] with aligned={aligned}")
+    if distinct is not None:
+        if distinct < 1 or not edges:
+            raise InvalidArgument(f"m_dims: distinct={distinct} needs >= 1 and an edge value in range")
+        return st.sampled_from(edges[:distinct])
     anything = st.integers(min_value, max_value)
     if aligned is not None:
         anything = anything.filter(lambda v: (v % 4 == 0) == aligned)
@@ -69,3 +76,18 @@ def nk_dims(
     whole = st.integers(max(1, -(-min_value // block)), max(1, max_value // block)).map(lambda q: q * block)
     whole = whole.filter(lambda v: min_value <= v <= max_value)
     return st.one_of(whole, st.integers(lo, hi).map(lambda q: q * step))
+
+
+STATIC_M_VALUES = 16
+"""How many M a path that compiles a graph per M draws (``m_dims(distinct=...)``)."""
+
+
+def m_dims_for(path, max_value: int = 512) -> st.SearchStrategy[int]:
+    """M for a registry path (:class:`fp8_verify.subject.registry.GemmPath`): every M its kernel takes on
+    the installed release (its M rule), from :data:`STATIC_M_VALUES` values only where it compiles a graph
+    per M (``dynamic_m=False``: each new M costs a compile; 1,000 examples must not cost 1,000).
+    """
+    static = not getattr(path.spec, "dynamic_m", True)
+    return m_dims(
+        max_value=max_value, aligned=path.m_rule.aligned, distinct=STATIC_M_VALUES if static else None
+    )

@@ -22,7 +22,7 @@ from fp8_verify.suite.findings import FINDINGS
 from fp8_verify.tools.bench import main
 from fp8_verify.tools.bench.outputs import CSV_FIELDS, SCHEMA
 
-pytestmark = pytest.mark.cpu
+pytestmark = [pytest.mark.cpu, pytest.mark.selftest]
 
 BENCH = Path(__file__).resolve().parent.parent / "fp8_verify" / "tools" / "bench"
 MODULES = sorted(BENCH.glob("*.py"))

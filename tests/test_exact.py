@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from fp8_verify.problem import build
 from fp8_verify.subject.registry import CUTLASS_SM90
 from fp8_verify.suite.properties import check_bit_exact, device
-from strategies import m_dims, problem_specs
+from strategies import m_dims_for, problem_specs
 
 pytestmark = pytest.mark.cpu
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.cpu
 def test_bit_exact(gemm, data, fp8_record):
     """The path's output equals the emulation of the SM90 kernel bit for bit (NaN equal to NaN), for
     every M its kernel takes, real checkpoints' shapes included."""
-    spec = data.draw(problem_specs(m=m_dims(aligned=gemm.m_rule.aligned)), label="spec")
+    spec = data.draw(problem_specs(m=m_dims_for(gemm)), label="spec")
     p = build(spec, device())
     note(p.describe())
     check_bit_exact(gemm, p, fp8_record)

@@ -21,7 +21,7 @@ from fp8_verify.subject.releases import kernel_m_rule
 from fp8_verify.subject.vllm import load
 from fp8_verify.suite.options import examples
 from fp8_verify.suite.properties import assert_same_bits, check_within_bound, device, graph_replay
-from strategies import m_dims, nk_dims, problem_specs
+from strategies import m_dims, m_dims_for, nk_dims, problem_specs
 
 pytestmark = pytest.mark.hopper
 
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.hopper
 def test_cuda_graph_replay(gemm, data, fp8_record):
     """A path captured in a CUDA graph and replayed on fresh inputs equals a fresh eager call, bit for
     bit (no host-side decision or allocation escapes the capture)."""
-    spec = data.draw(problem_specs(m=m_dims(aligned=gemm.m_rule.aligned)), label="spec")
+    spec = data.draw(problem_specs(m=m_dims_for(gemm)), label="spec")
     p, q = build(spec, device()), build(replace(spec, seed=spec.seed + 1), device())
     static = [
         p.a.clone(),
@@ -53,7 +53,7 @@ def test_cuda_graph_replay(gemm, data, fp8_record):
 def test_deterministic(gemm, data, fp8_record):
     """The same call four times gives the same bits, on large K too."""
     spec = data.draw(
-        problem_specs(m=m_dims(max_value=2048, aligned=gemm.m_rule.aligned), k=nk_dims(max_value=8192)),
+        problem_specs(m=m_dims_for(gemm, max_value=2048), k=nk_dims(max_value=8192)),
         label="spec",
     )
     p = build(spec, device())

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from fp8_verify.numerics import fma32, sm90_blockwise_gemm, wgmma_dpa, wgmma_slice
 from fp8_verify.numerics.sm90 import BLOCK_K, BLOCK_N, PROMOTIONS
 
-pytestmark = pytest.mark.cpu
+pytestmark = [pytest.mark.cpu, pytest.mark.selftest]
 
 try:
     from mmasim.nv_ptx import WGMMA
@@ -587,9 +587,7 @@ def test_triton_interpreter_fma_mode(interpreted: dict) -> None:
         assert bad > 0, f"Triton {interpreted['triton']}: tl.fma rounds twice, yet hw mode equals the model"
 
 
-@pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="needs a CUDA GPU (the compiled kernel, tl.fma in hardware)"
-)
+@pytest.mark.hopper  # the emulation's GPU backend, which the bit-exact checks use where the kernel runs
 @pytest.mark.parametrize("problem", TRITON_PROBLEMS, ids=PROBLEM_IDS)
 def test_triton_kernel_on_gpu_matches_model(problem: tuple[int, int, int, int, str, str]) -> None:
     """On a GPU: the compiled kernel (both fma modes) and the torch model on CUDA equal the CPU model."""

@@ -18,7 +18,7 @@ from fp8_verify.problem import ProblemSpec, build
 from fp8_verify.suite.options import examples
 from strategies import m_dims, nk_dims, problem_specs
 
-pytestmark = pytest.mark.cpu
+pytestmark = [pytest.mark.cpu, pytest.mark.selftest]
 
 
 @settings(max_examples=examples(15))

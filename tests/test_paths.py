@@ -20,7 +20,7 @@ from fp8_verify.suite.properties import (
     rejects_clearly,
     run_or_exception,
 )
-from strategies import m_dims, problem_specs
+from strategies import m_dims, m_dims_for, problem_specs
 
 pytestmark = pytest.mark.cpu
 
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.cpu
 def test_within_bound(gemm, data, fp8_record):
     """The path's output is within the per-element FP8 bound of the float64 reference, for every M its
     kernel takes on this release."""
-    spec = data.draw(problem_specs(m=m_dims(aligned=gemm.m_rule.aligned)), label="spec")
+    spec = data.draw(problem_specs(m=m_dims_for(gemm)), label="spec")
     p = build(spec, device())
     note(p.describe())
     check_within_bound(gemm, p, fp8_record)
@@ -40,7 +40,7 @@ def test_within_bound(gemm, data, fp8_record):
 def test_agrees_with_kernel(gemm, data, fp8_record):
     """A path that ends in the SM90 kernel gives the kernel's own bits: padding, slicing, the op
     registration and compilation change nothing (``kernel_alone``: the kernel on a packed copy)."""
-    spec = data.draw(problem_specs(m=m_dims(aligned=gemm.m_rule.aligned)), label="spec")
+    spec = data.draw(problem_specs(m=m_dims_for(gemm)), label="spec")
     p = build(spec, device())
     note(p.describe())
     out = gemm.run(p)
@@ -70,7 +70,7 @@ def test_unaligned_m_is_rejected_or_right(gemm, data, fp8_record):
 @given(data=st.data())
 def test_output_is_fresh_and_whole(gemm, data, fp8_record):
     """The output has exactly M rows, is contiguous, and owns no storage shared with the inputs."""
-    spec = data.draw(problem_specs(m=m_dims(max_value=64, aligned=gemm.m_rule.aligned)), label="spec")
+    spec = data.draw(problem_specs(m=m_dims_for(gemm, max_value=64)), label="spec")
     p = build(spec, device())
     out = gemm.run(p)
     fp8_record.example()

@@ -13,7 +13,7 @@ from fp8_verify.subject.vllm import load
 from fp8_verify.suite.isolation import CrashIsolation, is_sticky_cuda_error
 
 pytest_plugins = ["pytester"]
-pytestmark = pytest.mark.cpu
+pytestmark = [pytest.mark.cpu, pytest.mark.selftest]
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -14,7 +14,7 @@ from fp8_verify.problem import ProblemSpec, budget, build, cdiv, problem_bytes
 from fp8_verify.suite.options import examples
 from strategies import block_shapes, m_dims, nk_dims, problem_specs, value_regimes
 
-pytestmark = pytest.mark.cpu
+pytestmark = [pytest.mark.cpu, pytest.mark.selftest]
 
 
 @settings(max_examples=examples(40))

@@ -12,7 +12,7 @@ import pytest
 
 from fp8_verify.subject.registry import PATHS
 
-pytestmark = pytest.mark.cpu
+pytestmark = [pytest.mark.cpu, pytest.mark.selftest]
 
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "fp8_verify"

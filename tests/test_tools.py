@@ -11,7 +11,7 @@ from fp8_verify.subject.vllm import load
 from fp8_verify.tools.calibrate import merge
 from fp8_verify.tools.mutants import catalogue
 
-pytestmark = pytest.mark.cpu
+pytestmark = [pytest.mark.cpu, pytest.mark.selftest]
 
 
 def _summary(seed: int, examples: int, ratio: float, fails: int = 0, device: str = "H100") -> dict:

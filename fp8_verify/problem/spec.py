@@ -15,7 +15,7 @@ SCALE_LOG2 = {"wide": (-30, 30), "pow2": (-20, 20), "tiny": (-70, -60), "huge": 
 
 @dataclass(frozen=True)
 class ProblemSpec:
-    """Everything needed to rebuild a problem bit for bit (on any device)."""
+    """Everything needed to rebuild a problem bit for bit (on any device of one type: see ``build``)."""
 
     m: int
     n: int

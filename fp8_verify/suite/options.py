@@ -26,6 +26,10 @@ PROFILE_ENV = "FP8_VERIFY_PROFILE"
 PROFILES = ("dev", "ci", "nightly")
 SCALE = {"dev": 0.5, "ci": 1.0, "nightly": 25.0}
 MAX_EXAMPLES = {"dev": 15, "ci": 40, "nightly": 1000}
+"""Examples per property test on the CPU double, whose bit-exact emulation costs per element."""
+MAX_EXAMPLES_REAL = {"dev": 100, "ci": 1000, "nightly": 25000}
+"""Examples per property test where the real kernel runs: an example costs milliseconds there (numbers
+drawn on the GPU, the emulation a Triton kernel), so CI reaches the shapes one wave of 132 SMs does not."""
 REQUIRE = ("auto", "real", "double", "any")
 
 # The fp8_record fixture accumulates over examples on purpose (examples run, worst error/bound).
@@ -66,18 +70,26 @@ def example_database():
     return db.DirectoryBasedExampleDatabase(spec)
 
 
-def register_profiles() -> None:
+def max_examples(profile: str, real: bool, override: int | None = None) -> int:
+    """Examples per property test: ``override`` (``--fp8-examples``), else by profile and kernel."""
+    return override or (MAX_EXAMPLES_REAL if real else MAX_EXAMPLES)[profile]
+
+
+def register_profiles(real: bool = False, override: int | None = None) -> None:
+    """The three profiles, with example counts for where the kernel runs (registered again once the
+    subject is loaded; Hypothesis' plugin loads ``--hypothesis-profile`` after that)."""
     shared = example_database()
     local = {} if shared is None else {"database": shared}
-    settings.register_profile("dev", max_examples=MAX_EXAMPLES["dev"], **local, **_COMMON)
+    n = {p: max_examples(p, real, override) for p in PROFILES}
+    settings.register_profile("dev", max_examples=n["dev"], **local, **_COMMON)
     if shared is None:
         ci = {"derandomize": True, "database": None}
     else:
         from hypothesis.database import ReadOnlyDatabase
 
         ci = {"database": ReadOnlyDatabase(shared)}
-    settings.register_profile("ci", max_examples=MAX_EXAMPLES["ci"], print_blob=True, **ci, **_COMMON)
-    settings.register_profile("nightly", max_examples=MAX_EXAMPLES["nightly"], **local, **_COMMON)
+    settings.register_profile("ci", max_examples=n["ci"], print_blob=True, **ci, **_COMMON)
+    settings.register_profile("nightly", max_examples=n["nightly"], **local, **_COMMON)
 
 
 def fixed_seed_for(config: pytest.Config, profile: str) -> None:
@@ -120,6 +132,16 @@ def examples(n: int) -> int:
     return max(2, round(n * SCALE.get(current_profile(), 1.0)))
 
 
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise pytest.UsageError(f"fp8-verify: --fp8-examples {text!r}: expected a whole number >= 1")
+    return n
+
+
 def addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("fp8-verify")
     g.addoption("--fp8-report", metavar="FILE", help="write the JSON report here")
@@ -148,6 +170,19 @@ def addoption(parser: pytest.Parser) -> None:
         metavar="NAME=module:function[@m4]",
         help="add a GEMM with vLLM's signature (a, b, a_scale, b_scale, block, out_dtype) as a path: every "
         "property that applies runs on it (@m4: its kernel takes only M % 4 == 0)",
+    )
+    g.addoption(
+        "--fp8-examples",
+        type=_positive,
+        metavar="N",
+        help="examples per property test, for every profile (default: by profile, and 25x more where the "
+        "real kernel runs than on the CPU double); tests that set their own count keep it",
+    )
+    g.addoption(
+        "--fp8-self-tests",
+        action="store_true",
+        help="run fp8-verify's own tests (marked selftest) on the real kernel too; by default they run "
+        "only on the CPU double, since they do not touch the kernel",
     )
     g.addoption(
         "--fp8-dry-run",

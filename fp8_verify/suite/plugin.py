@@ -51,6 +51,7 @@ class State:
             self.sm_count = torch.cuda.get_device_properties(subject.device).multi_processor_count
         self.isolation = isolation.CrashIsolation(self.needs_gpu)
         self.expected = marks.ExpectedFailures(subject.vllm_version)
+        self.self_tests_deselected = 0
 
     def needs_gpu(self, item: pytest.Item) -> bool:
         return item.get_closest_marker("hopper") is not None or self.subject.kernel == "real"
@@ -62,6 +63,8 @@ MARKERS = (
     "cpu: runs vLLM's Python on the CPU double of the SM90 kernel (any machine)",
     "hopper: needs an SM90 GPU and vLLM's compiled _C ops",
     "compiled: traces a path with torch.compile",
+    "selftest: tests fp8-verify itself (CLI, plugin, packaging, tools, the judges) and not the kernel: "
+    "deselected where the real kernel runs, unless --fp8-self-tests",
     "paths(**facts): run this property on the paths with these registry facts (see fp8_verify.suite."
     "selection)",
     "fp8_finding(id, release): a known upstream defect expected here (set by the plugin)",
@@ -108,8 +111,12 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", line)
     isolation.pin_gpu_for_worker()
     isolation.interrupt_on_sigterm()
+    if config.getoption("--fp8-require") == "double":
+        os.environ[FORCE_CPU_ENV] = "1"
     try:
         options.check_environment()
+        s = load()
+        options.register_profiles(s.kernel == "real", config.getoption("--fp8-examples"))
         profile = config.getoption("hypothesis_profile", None) or options.profile_from_env()
         if not config.getoption("hypothesis_profile", None):
             settings.load_profile(profile)
@@ -119,9 +126,6 @@ def pytest_configure(config: pytest.Config) -> None:
             registry.add(external(text))
     except (UsageError, ValueError) as e:
         raise pytest.UsageError(f"fp8-verify: {e}") from None
-    if config.getoption("--fp8-require") == "double":
-        os.environ[FORCE_CPU_ENV] = "1"
-    s = load()
     _require(config, s)
     st = config.stash[STATE] = State(config, s, registry)
     for name, obj in (("results", st.results), ("isolation", st.isolation), ("expected", st.expected)):
@@ -161,7 +165,24 @@ def fp8_record(request: pytest.FixtureRequest):
     request.node.user_properties.append((RECORD_KEY, rec.row()))
 
 
+def _deselect_self_tests(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On the real kernel, drop the tests of fp8-verify itself that never touch it (the CPU CI runs
+    them): on Hopper they took more than half of the ci run (subprocesses that import vLLM) and tell
+    nothing about the GPU. A self-test marked ``hopper`` (crash isolation on a real GPU) stays."""
+    if state(config).subject.kernel != "real" or config.getoption("--fp8-self-tests"):
+        return
+    keep, drop = [], []
+    for item in items:
+        own = item.get_closest_marker("selftest") and not item.get_closest_marker("hopper")
+        (drop if own else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+        state(config).self_tests_deselected = len(drop)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _deselect_self_tests(config, items)
     st = state(config)
     s = st.subject
     for item in items:
@@ -190,6 +211,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         return
     terminalreporter.write_sep("=", "fp8-verify summary")
     terminalreporter.write_line(st.subject.describe())
+    if st.self_tests_deselected:
+        terminalreporter.write_line(
+            f"{st.self_tests_deselected} self-tests of fp8-verify deselected: they do not touch the real "
+            "kernel (the CPU CI runs them; --self-tests runs them here)"
+        )
     for line in summary.text_summary(results, st.registry.names()):
         terminalreporter.write_line(line)
     for line in summary.coverage_summary(results, st.registry.names()):
