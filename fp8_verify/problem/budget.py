@@ -15,7 +15,17 @@ from ..errors import UsageError
 BUDGET_ENV = "FP8_VERIFY_MAX_PROBLEM_BYTES"
 BUDGET_SHARE = 0.25  # of the free device memory: room for the paths' own buffers and xdist neighbours
 WORK_ENV = "FP8_VERIFY_MAX_PROBLEM_MACS"
-WORK_DEFAULT = {"cuda": 2**36, "cpu": 2**26}  # e.g. 2048 x 4096 x 7168 on a GPU, 128 x 512 x 1024 on a CPU
+WORK_DEFAULT = {"cuda": 2**36, "cpu": 2**26}
+GPU_SHARE_ENV = "FP8_VERIFY_GPU_SHARE"  # set for each xdist worker that shares its GPU (suite.isolation)
+
+
+def gpu_share() -> float:
+    """The share of its GPU this process may use: 1, or 1/k when k xdist workers share it."""
+    try:
+        share = float(os.environ.get(GPU_SHARE_ENV, "1"))
+    except ValueError:
+        return 1.0
+    return share if 0 < share <= 1 else 1.0  # e.g. 2048 x 4096 x 7168 on a GPU, 128 x 512 x 1024 on a CPU
 
 
 def problem_bytes(m: int, n: int, k: int) -> int:
@@ -49,12 +59,14 @@ def work_budget() -> int:
 @cache
 def memory_budget() -> int:
     """Bytes a drawn problem may use: ``$FP8_VERIFY_MAX_PROBLEM_BYTES`` if set, else a quarter of the
-    free memory of the GPU (or, without one, of the machine's available memory)."""
+    free memory of the GPU -- of this process's share of it, under xdist -- (or, without one, of the
+    machine's available memory)."""
     env = _positive_env(BUDGET_ENV, "bytes")
     if env:
         return env
     if torch.cuda.is_available():
-        free, _ = torch.cuda.mem_get_info()
+        free, total = torch.cuda.mem_get_info()
+        free = min(free, int(total * gpu_share()))
     else:
         try:
             free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

@@ -1,4 +1,5 @@
-"""One GPU per xdist worker, and crash isolation after a sticky CUDA error.
+"""One GPU per xdist worker (several workers share one when there are more workers than GPUs, each then
+held to its share of the GPU's memory), and crash isolation after a sticky CUDA error.
 
 A sticky CUDA error (an illegal address, a device-side assert) poisons the process's CUDA context: every
 later CUDA call fails too. The test that hit it fails with its own error; after that, under pytest-xdist
@@ -13,6 +14,8 @@ import signal
 import time
 
 import pytest
+
+from ..problem.budget import GPU_SHARE_ENV, gpu_share
 
 STICKY = (
     "illegal memory access",
@@ -53,6 +56,22 @@ def pin_gpu_for_worker() -> None:
             return
     if ids:
         os.environ["CUDA_VISIBLE_DEVICES"] = ids[int(wid.removeprefix("gw")) % len(ids)]
+        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        os.environ[GPU_SHARE_ENV] = str(1 / -(-workers // len(ids)))
+
+
+MEMORY_HEADROOM = 0.85  # of a worker's share: CUDA contexts, cuBLAS and Triton workspaces live outside it
+
+
+def limit_gpu_memory() -> None:
+    """Hold this process's caching allocator to its share of the GPU (``torch.cuda``'s per-process
+    fraction): on reaching it the allocator frees its cache and retries, instead of one worker's cache
+    starving its neighbours into out-of-memory errors (8 workers on one H100 did, before this)."""
+    share = gpu_share()
+    if share < 1:
+        import torch
+
+        torch.cuda.set_per_process_memory_fraction(MEMORY_HEADROOM * share)
 
 
 def interrupt_on_sigterm() -> None:

@@ -51,7 +51,6 @@ class State:
             self.sm_count = torch.cuda.get_device_properties(subject.device).multi_processor_count
         self.isolation = isolation.CrashIsolation(self.needs_gpu)
         self.expected = marks.ExpectedFailures(subject.vllm_version)
-        self.self_tests_deselected = 0
 
     def needs_gpu(self, item: pytest.Item) -> bool:
         return item.get_closest_marker("hopper") is not None or self.subject.kernel == "real"
@@ -127,6 +126,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except (UsageError, ValueError) as e:
         raise pytest.UsageError(f"fp8-verify: {e}") from None
     _require(config, s)
+    if s.kernel == "real":
+        isolation.limit_gpu_memory()
     st = config.stash[STATE] = State(config, s, registry)
     for name, obj in (("results", st.results), ("isolation", st.isolation), ("expected", st.expected)):
         config.pluginmanager.register(obj, f"fp8_verify_{name}")
@@ -177,8 +178,20 @@ def _deselect_self_tests(config: pytest.Config, items: list[pytest.Item]) -> Non
         (drop if own else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
-        items[:] = keep
-        state(config).self_tests_deselected = len(drop)
+    # the self-tests that stay (a real crash under xdist: subprocesses that import vLLM) take longest:
+    # first, so that xdist runs them beside the rest instead of after it
+    items[:] = sorted(keep, key=lambda item: item.get_closest_marker("selftest") is None)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    if STATE not in config.stash or state(config).subject.kernel != "real":
+        return []
+    if config.getoption("--fp8-self-tests"):
+        return ["fp8-verify: self-tests run on the real kernel too (--self-tests)"]
+    return [
+        "fp8-verify: the self-tests that do not touch the real kernel are deselected here (the CPU CI runs "
+        "them; --self-tests runs them here)"
+    ]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -211,11 +224,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         return
     terminalreporter.write_sep("=", "fp8-verify summary")
     terminalreporter.write_line(st.subject.describe())
-    if st.self_tests_deselected:
-        terminalreporter.write_line(
-            f"{st.self_tests_deselected} self-tests of fp8-verify deselected: they do not touch the real "
-            "kernel (the CPU CI runs them; --self-tests runs them here)"
-        )
     for line in summary.text_summary(results, st.registry.names()):
         terminalreporter.write_line(line)
     for line in summary.coverage_summary(results, st.registry.names()):
