@@ -110,7 +110,21 @@ def _pytest_args(args, extra: list[str]) -> list[str]:
         out += ["--fp8-report", args.report]
     if getattr(args, "summary_md", None):
         out += ["--fp8-summary-md", args.summary_md]
-    return out + extra
+    return out + _work_stealing(extra)
+
+
+def _work_stealing(extra: list[str]) -> list[str]:
+    """With ``-n`` and no ``--dist`` of the user's, xdist's ``worksteal`` schedule: an idle worker takes
+    half of a busy one's queue, so a run does not wait on the worker that drew the slow tests (the
+    properties' costs differ tenfold: a compiled path that compiles per M against an eager one)."""
+    gives_n = any(
+        a in ("-n", "--numprocesses")
+        or a.startswith("--numprocesses=")
+        or (a.startswith("-n") and len(a) > 2)
+        for a in extra
+    )
+    gives_dist = any(a == "--dist" or a.startswith("--dist=") or a == "-d" for a in extra)
+    return [*extra, "--dist", "worksteal"] if gives_n and not gives_dist else extra
 
 
 def _check(args, extra: list[str]) -> int:

@@ -78,7 +78,7 @@ def nk_dims(
     return st.one_of(whole, st.integers(lo, hi).map(lambda q: q * step))
 
 
-STATIC_M_VALUES = 16
+STATIC_M_VALUES = 8
 """How many M a path that compiles a graph per M draws (``m_dims(distinct=...)``)."""
 
 
