@@ -87,6 +87,7 @@ def test_double_conforms(data, fp8_record):
     """The CPU double and the real kernel give the same bits on identical inputs (any M the installed
     release's kernel takes)."""
     rule = kernel_m_rule(load().vllm_version)
+    cpu_kernel.follow(load().vllm_version)  # the real kernel loaded, so the double was not installed
     # the CPU side emulates the tensor cores element by element: sizes within a CPU's work budget
     spec = data.draw(problem_specs(m=m_dims(aligned=rule.aligned), max_work=2**27), label="spec")
     p = build(spec, device())

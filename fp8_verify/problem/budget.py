@@ -30,9 +30,11 @@ def gpu_share() -> float:
 
 def problem_bytes(m: int, n: int, k: int) -> int:
     """Peak bytes one problem and its check need on the device, roughly: the fp8 operands and fp32
-    scales, vLLM's padded copies, the float64 dequantized operands and their absolute values (4
-    copies of [M+N, K]), and about eight float64 [M, N] tensors (reference, bound, sums, error)."""
-    return 2 * (m + n) * k + 8 * (m + n) * k * 4 + 8 * m * n * 8 + 8 * (m + n) * (k // 128 + 1)
+    scales, vLLM's padded copies, the float64 dequantized operands with their expanded scales and
+    absolute values (8 copies of [M+N, K]), and about sixteen float64 [M, N] tensors (reference, bound,
+    sums, error, the emulation's partials). Measured on an H100: four copies of [M+N, K] and eight of
+    [M, N] -- the count before -- fell short by more than 3x (a worker held to 8.4 GiB ran out)."""
+    return 2 * (m + n) * k + 8 * (m + n) * k * 8 + 8 * m * n * 16 + 8 * (m + n) * (k // 128 + 1)
 
 
 def _positive_env(name: str, what: str) -> int | None:

@@ -179,13 +179,20 @@ def real_kernel_usable() -> tuple[bool, str]:
     return True, "real SM90 kernel"
 
 
+def follow(release: str | None) -> None:
+    """Make :func:`scaled_mm_cpu` follow ``release``'s kernel contract (its M rule, the packed-operand
+    check) without registering it: what the double's conformance test needs beside the real kernel."""
+    global _m_rule, _packed_checked
+    _m_rule = kernel_m_rule(release)
+    _packed_checked = release in PACKED_OPERANDS_CHECKED
+
+
 def install(release: str | None) -> None:
     """Register the CPU double under ``_C::cutlass_scaled_mm`` (defining the op if vLLM's ``_C`` did not
     load), following ``release``'s kernel contract. Idempotent. Only the CPU kernel is added: CUDA
     dispatch, if present, is untouched."""
-    global _lib, _m_rule, _packed_checked
-    _m_rule = kernel_m_rule(release)
-    _packed_checked = release in PACKED_OPERANDS_CHECKED
+    global _lib
+    follow(release)
     if _lib is not None:
         return
     lib = torch.library.Library("_C", "FRAGMENT")
