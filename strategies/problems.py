@@ -12,6 +12,8 @@ from fp8_verify.problem import (
     ProblemSpec,
     build,
     max_m_for,
+    memory_budget,
+    problem_bytes,
     work_budget,
 )
 
@@ -57,13 +59,16 @@ REAL_SHAPE_SHARE = 10  # percent of drawn weights that are a real checkpoint's l
 
 
 @st.composite
-def weight_dims(draw, max_work: int | None = None) -> tuple[int, int]:
+def weight_dims(draw, max_work: int | None = None, max_bytes: int | None = None) -> tuple[int, int]:
     """``(N, K)``: small dims with partial blocks (N <= 512, K <= 1024) and, one draw in ten, a real
-    checkpoint's layer (:mod:`strategies.shapes`) whose single row fits ``max_work`` multiply-adds
-    (default: the work budget, :func:`fp8_verify.problem.work_budget`). The small dims are drawn first and
-    the real shape only on top, so shrinking leaves the small ones."""
+    checkpoint's layer (:mod:`strategies.shapes`) whose single row fits ``max_work`` multiply-adds and
+    ``max_bytes`` of memory (defaults: :func:`fp8_verify.problem.work_budget`,
+    :func:`fp8_verify.problem.memory_budget`: a 57344 x 8192 weight does not fit an eighth of an H100).
+    The small dims are drawn first and the real shape only on top, so shrinking leaves the small ones."""
     n, k = draw(nk_dims(max_value=512)), draw(nk_dims(max_value=1024))
-    limit = work_budget() if max_work is None else max_work
+    budget = memory_budget() if max_bytes is None else max_bytes
+    per_element = -(-problem_bytes(1, 4096, 4096) // 4096**2)  # bytes per weight element, one row of M
+    limit = min(work_budget() if max_work is None else max_work, budget // per_element)
     if any(s.n * s.k <= limit for s in SHAPES) and draw(st.integers(0, 99)) >= 100 - REAL_SHAPE_SHARE:
         n, k = draw(weight_shapes(max_elements=limit))
     return n, k
@@ -120,7 +125,7 @@ def problem_specs(
         sc = draw(scale_regimes() if scales is None else scales)
         spread = 0
     if n is None and k is None:
-        n_, k_ = draw(weight_dims(max_work) if weights is None else weights)
+        n_, k_ = draw(weight_dims(max_work, max_bytes) if weights is None else weights)
     else:
         n_ = draw(nk_dims(max_value=512) if n is None else n)
         k_ = draw(nk_dims(max_value=1024) if k is None else k)

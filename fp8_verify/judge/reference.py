@@ -22,8 +22,8 @@ def expand_scales(scale: torch.Tensor, rows: int, cols: int, block: tuple[int, i
 def dequantized(p: BlockScaledProblem) -> tuple[torch.Tensor, torch.Tensor]:
     """(A, B) in float64 with every scale applied: the logical operands of the GEMM."""
     bn, bk = p.block
-    a = p.a.double() * expand_scales(p.a_scale.double(), p.m, p.k, (1, bk))
-    b = p.b.double() * expand_scales(p.b_scale.double(), p.n, p.k, (bn, bk))
+    a = p.a.double().mul_(expand_scales(p.a_scale.double(), p.m, p.k, (1, bk)))
+    b = p.b.double().mul_(expand_scales(p.b_scale.double(), p.n, p.k, (bn, bk)))  # in place: one copy less
     return a, b
 
 
