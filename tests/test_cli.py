@@ -122,3 +122,23 @@ def test_a_broken_gemm_given_with_path_fails_clearly(tmp_path):
         and "broken: output not within the FP8 error bound" in r.stdout
     )
     assert "FAILED tests/test_paths.py::test_within_bound[broken]" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "stealing"),
+    [
+        (["-n", "4"], True),
+        (["-n4"], True),
+        (["--numprocesses=2"], True),
+        (["-q"], False),
+        (["-n", "2", "--dist", "load"], False),
+        (["-n", "2", "--dist=loadfile"], False),
+    ],
+)
+def test_xdist_runs_use_work_stealing(args, stealing):
+    """``check -n N`` adds xdist's worksteal schedule unless the user chose a ``--dist`` of their own."""
+    from fp8_verify.cli import _work_stealing
+
+    out = _work_stealing(args)
+    assert (out[-2:] == ["--dist", "worksteal"]) == stealing, out
+    assert out[: len(args)] == args

@@ -254,3 +254,37 @@ def test_a_stopped_run_keeps_its_report(pytester, monkeypatch):
     report = json.loads((pytester.path / "r.json").read_text())
     outcomes = {x["property"]: x["outcome"] for x in report["results"]}
     assert report["complete"] is False and outcomes.get("test_a_quick") == "passed", (report, out[-2000:])
+
+
+def test_workers_share_the_host(monkeypatch):
+    """An xdist worker takes its share of the cores (torch's intra-op threads) and, where workers share a
+    GPU, of the GPU's memory: the problem budget reads the share the worker was given."""
+    import torch
+
+    from fp8_verify.problem.budget import GPU_SHARE_ENV, gpu_share
+    from fp8_verify.suite.isolation import share_cpu_threads
+
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw3")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "1024")
+    before = torch.get_num_threads()
+    try:
+        share_cpu_threads()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    monkeypatch.setenv(GPU_SHARE_ENV, "0.125")
+    assert gpu_share() == 0.125
+    for bad in ("0", "2", "lots"):
+        monkeypatch.setenv(GPU_SHARE_ENV, bad)
+        assert gpu_share() == 1.0
+
+
+def test_example_counts_follow_the_kernel():
+    """Where the real kernel runs an example costs milliseconds, on the double it costs its emulation:
+    the profiles' counts differ by kernel, and ``--fp8-examples`` overrides both."""
+    from fp8_verify.suite.options import PROFILES, max_examples
+
+    for profile in PROFILES:
+        assert max_examples(profile, real=True) >= 5 * max_examples(profile, real=False)
+    assert max_examples("ci", real=True) >= 1000  # >= 1,000 per path for the within-bound property
+    assert max_examples("ci", real=False, override=7) == max_examples("ci", real=True, override=7) == 7

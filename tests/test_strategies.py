@@ -117,3 +117,33 @@ def test_memory_budget_from_env(monkeypatch):
     with pytest.raises(UsageError, match="is not a number of bytes"):
         budget.memory_budget()
     budget.memory_budget.cache_clear()
+
+
+@pytest.mark.parametrize("aligned", [True, False, None])
+def test_a_path_compiling_per_m_draws_few_m(aligned):
+    """A path that compiles a graph per M draws at most STATIC_M_VALUES values, each allowed by its M
+    rule (a 1,000-example run must not compile 1,000 graphs); a path with M dynamic is not limited."""
+    from types import SimpleNamespace
+
+    from strategies.dims import STATIC_M_VALUES, m_dims_for
+
+    def path(dynamic_m: bool):
+        return SimpleNamespace(
+            spec=SimpleNamespace(dynamic_m=dynamic_m), m_rule=SimpleNamespace(aligned=aligned)
+        )
+
+    seen: dict[bool, set[int]] = {True: set(), False: set()}
+
+    def collect(dynamic_m: bool) -> None:
+        @settings(max_examples=200, database=None, derandomize=True)
+        @given(m_dims_for(path(dynamic_m)))
+        def draw(m):
+            assert aligned is None or (m % 4 == 0) == aligned
+            seen[dynamic_m].add(m)
+
+        draw()
+
+    collect(False)
+    collect(True)
+    assert 1 < len(seen[False]) <= STATIC_M_VALUES
+    assert len(seen[True]) > STATIC_M_VALUES

@@ -168,7 +168,7 @@ FINDINGS: dict[str, Finding] = {
             kernel=True,
             cases=("a_sliced", "a_row_strided", "b_sliced"),
             hidden_by_padding=("a_sliced", "a_row_strided"),
-            seen_real=("0.23.0",),
+            seen_real=("0.22.1", "0.23.0", "0.24.0", "0.26.0"),
         ),
         Finding(
             "FV-004",
@@ -182,7 +182,7 @@ FINDINGS: dict[str, Finding] = {
             kernel=True,
             cases=("a_scale_row_major", "a_scale_pitch"),
             hidden_by_padding=("a_scale_row_major", "a_scale_pitch"),
-            seen_real=("0.23.0",),
+            seen_real=("0.22.1", "0.23.0", "0.24.0", "0.26.0"),
         ),
         Finding(
             "FV-005",
@@ -195,7 +195,7 @@ FINDINGS: dict[str, Finding] = {
             "repros/fv005_weight_scale_layout.py",
             kernel=True,
             cases=("b_scale_col_major", "b_scale_pitch"),
-            seen_real=("0.23.0",),
+            seen_real=("0.22.1", "0.23.0", "0.24.0", "0.26.0"),
         ),
         Finding(
             "FV-006",
@@ -208,7 +208,7 @@ FINDINGS: dict[str, Finding] = {
             "repros/fv006_activation_dtype.py",
             kernel=True,
             cases=("a_e5m2", "a_fp16"),
-            seen_real=("0.23.0",),
+            seen_real=("0.22.1", "0.23.0", "0.24.0", "0.26.0"),
         ),
         Finding(
             "FV-007",
@@ -220,7 +220,7 @@ FINDINGS: dict[str, Finding] = {
             BARE_ASSERT,
             "repros/fv007_out_dtype_message.py",
             cases=("out_fp32",),
-            seen_real=("0.23.0",),
+            seen_real=("0.22.1", "0.23.0", "0.24.0", "0.26.0"),
         ),
         Finding(
             "FV-008",
@@ -233,7 +233,7 @@ FINDINGS: dict[str, Finding] = {
             "repros/fv008_messageless_checks.py",
             kernel=True,
             cases=("b_col_major", "scales_fp64", "scales_bf16"),
-            seen_real=("0.23.0",),
+            seen_real=("0.22.1", "0.23.0", "0.24.0", "0.26.0"),
         ),
         Finding(
             "FV-009",
@@ -246,7 +246,7 @@ FINDINGS: dict[str, Finding] = {
             "repros/fv009_empty_batch.py",
             kernel=True,
             cases=("m_zero",),
-            seen_real=("0.23.0",),
+            seen_real=("0.22.1", "0.23.0", "0.24.0", "0.26.0"),
         ),
         Finding(
             "FV-010",
@@ -259,7 +259,7 @@ FINDINGS: dict[str, Finding] = {
             BARE_ASSERT,
             "repros/fv010_not_multiple_of_16.py",
             cases=("n_not16", "k_not16"),
-            seen_real=("0.23.0",),
+            seen_real=("0.22.1", "0.23.0", "0.24.0", "0.26.0"),
         ),
         Finding(
             "FV-011",
@@ -272,7 +272,7 @@ FINDINGS: dict[str, Finding] = {
             BARE_ASSERT,
             "repros/fv011_triton_bare_asserts.py",
             cases=("a_sliced", "a_row_strided", "a_scale_short"),
-            seen_real=("0.23.0",),
+            seen_real=("0.22.1", "0.23.0", "0.24.0", "0.26.0"),
         ),
         Finding(
             "FV-012",
@@ -285,7 +285,7 @@ FINDINGS: dict[str, Finding] = {
             _contract("unclear-error", r"CompilationError \(Triton compile failed\)"),
             "repros/fv012_triton_dtype_compile_error.py",
             cases=("a_fp16", "scales_fp64"),
-            seen_real=("0.23.0",),
+            seen_real=("0.22.1", "0.23.0", "0.24.0", "0.26.0"),
         ),
     )
 }

@@ -109,6 +109,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for line in MARKERS:  # registered here too, so a project that loads only the plugin knows them
         config.addinivalue_line("markers", line)
     isolation.pin_gpu_for_worker()
+    isolation.share_cpu_threads()
     isolation.interrupt_on_sigterm()
     if config.getoption("--fp8-require") == "double":
         os.environ[FORCE_CPU_ENV] = "1"
