@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import UsageError, whole_number
 
 ROOT = Path(__file__).resolve().parent.parent
 # pytest's settings for the installed suite (in a checkout pyproject.toml and conftest.py give them)
@@ -218,16 +218,6 @@ def _repro(args, extra: list[str]) -> int:
     return 0
 
 
-def _whole_number(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value!r}")
-    return n
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fp8-verify", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -253,7 +243,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--dry-run", action="store_true", help="run even without a usable vLLM (its tests skip)")
     c.add_argument(
         "--examples",
-        type=_whole_number,
+        type=whole_number,
         metavar="N",
         help="examples per property test (default: by profile, 25x more on the real kernel than on the "
         "CPU double)",
@@ -272,7 +262,7 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--jobs",
         metavar="N",
-        type=_whole_number,
+        type=whole_number,
         default=1,
         help="run up to N mutant processes at once, after the control (default 1; seconds are "
         "comparable only at 1)",

@@ -20,7 +20,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-from ..errors import UsageError
+from ..errors import UsageError, whole_number
 
 PROFILE_ENV = "FP8_VERIFY_PROFILE"
 PROFILES = ("dev", "ci", "nightly")
@@ -132,16 +132,6 @@ def examples(n: int) -> int:
     return max(2, round(n * SCALE.get(current_profile(), 1.0)))
 
 
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise pytest.UsageError(f"fp8-verify: --fp8-examples {text!r}: expected a whole number >= 1")
-    return n
-
-
 def addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("fp8-verify")
     g.addoption("--fp8-report", metavar="FILE", help="write the JSON report here")
@@ -173,7 +163,7 @@ def addoption(parser: pytest.Parser) -> None:
     )
     g.addoption(
         "--fp8-examples",
-        type=_positive,
+        type=whole_number,
         metavar="N",
         help="examples per property test, for every profile (default: by profile, and 25x more where the "
         "real kernel runs than on the CPU double); tests that set their own count keep it",
