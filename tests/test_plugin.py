@@ -288,3 +288,39 @@ def test_example_counts_follow_the_kernel():
         assert max_examples(profile, real=True) >= 5 * max_examples(profile, real=False)
     assert max_examples("ci", real=True) >= 1000  # >= 1,000 per path for the within-bound property
     assert max_examples("ci", real=False, override=7) == max_examples("ci", real=True, override=7) == 7
+
+
+@pytest.mark.parametrize(
+    ("kernel", "args", "flag", "kept"),
+    [
+        ("real", ["tests"], False, ["gpu_selftest", "property"]),  # the GPU self-test first
+        ("real", ["tests"], True, ["property", "selftest", "gpu_selftest"]),
+        ("real", ["tests/test_cli.py"], False, ["property", "selftest", "gpu_selftest"]),
+        ("double", ["tests"], False, ["property", "selftest", "gpu_selftest"]),
+    ],
+)
+def test_self_tests_leave_the_real_kernel_run(kernel, args, flag, kept):
+    """Where the real kernel runs, fp8-verify's own tests that do not touch it are deselected (and said
+    to be), unless asked for or their file is named; the ones that touch the GPU stay and run first."""
+    from types import SimpleNamespace
+
+    import fp8_verify.suite.plugin as P
+
+    class Item:
+        def __init__(self, name: str, *marks: str) -> None:
+            self.name, self.marks = name, marks
+
+        def get_closest_marker(self, mark: str):
+            return mark if mark in self.marks else None
+
+    deselected: list = []
+    config = SimpleNamespace(
+        stash={P.STATE: SimpleNamespace(subject=SimpleNamespace(kernel=kernel))},
+        args=args,
+        getoption=lambda name: flag if name == "--fp8-self-tests" else None,
+        hook=SimpleNamespace(pytest_deselected=lambda items: deselected.extend(items)),
+    )
+    items = [Item("property"), Item("selftest", "selftest"), Item("gpu_selftest", "selftest", "hopper")]
+    P._deselect_self_tests(config, items)
+    assert [i.name for i in items] == kept
+    assert [i.name for i in deselected] == (["selftest"] if len(kept) == 2 else [])

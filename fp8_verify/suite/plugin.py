@@ -167,11 +167,17 @@ def fp8_record(request: pytest.FixtureRequest):
     request.node.user_properties.append((RECORD_KEY, rec.row()))
 
 
+def _named_files(config: pytest.Config) -> bool:
+    """Test files or items named on the command line run as named (``check tests/test_cli.py``)."""
+    return any(str(a).partition("::")[0].endswith(".py") for a in config.args)
+
+
 def _deselect_self_tests(config: pytest.Config, items: list[pytest.Item]) -> None:
     """On the real kernel, drop the tests of fp8-verify itself that never touch it (the CPU CI runs
     them): on Hopper they took more than half of the ci run (subprocesses that import vLLM) and tell
-    nothing about the GPU. A self-test marked ``hopper`` (crash isolation on a real GPU) stays."""
-    if state(config).subject.kernel != "real" or config.getoption("--fp8-self-tests"):
+    nothing about the GPU. A self-test marked ``hopper`` (crash isolation on a real GPU) stays, and so
+    does every test of a file named on the command line."""
+    if state(config).subject.kernel != "real" or config.getoption("--fp8-self-tests") or _named_files(config):
         return
     keep, drop = [], []
     for item in items:
@@ -187,8 +193,8 @@ def _deselect_self_tests(config: pytest.Config, items: list[pytest.Item]) -> Non
 def pytest_report_header(config: pytest.Config) -> list[str]:
     if STATE not in config.stash or state(config).subject.kernel != "real":
         return []
-    if config.getoption("--fp8-self-tests"):
-        return ["fp8-verify: self-tests run on the real kernel too (--self-tests)"]
+    if config.getoption("--fp8-self-tests") or _named_files(config):
+        return ["fp8-verify: self-tests run on the real kernel too (--self-tests, or their files named)"]
     return [
         "fp8-verify: the self-tests that do not touch the real kernel are deselected here (the CPU CI runs "
         "them; --self-tests runs them here)"
