@@ -87,7 +87,7 @@ def m_dims_for(path, max_value: int = 512) -> st.SearchStrategy[int]:
     the installed release (its M rule), from :data:`STATIC_M_VALUES` values only where it compiles a graph
     per M (``dynamic_m=False``: each new M costs a compile; 1,000 examples must not cost 1,000).
     """
-    static = not getattr(path.spec, "dynamic_m", True)
+    static = not path.spec.dynamic_m
     return m_dims(
         max_value=max_value, aligned=path.m_rule.aligned, distinct=STATIC_M_VALUES if static else None
     )

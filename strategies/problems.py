@@ -66,11 +66,11 @@ def weight_dims(draw, max_work: int | None = None, max_bytes: int | None = None)
     :func:`fp8_verify.problem.memory_budget`: a 57344 x 8192 weight does not fit an eighth of an H100).
     The small dims are drawn first and the real shape only on top, so shrinking leaves the small ones."""
     n, k = draw(nk_dims(max_value=512)), draw(nk_dims(max_value=1024))
+    work = work_budget() if max_work is None else max_work
     budget = memory_budget() if max_bytes is None else max_bytes
-    per_element = -(-problem_bytes(1, 4096, 4096) // 4096**2)  # bytes per weight element, one row of M
-    limit = min(work_budget() if max_work is None else max_work, budget // per_element)
-    if any(s.n * s.k <= limit for s in SHAPES) and draw(st.integers(0, 99)) >= 100 - REAL_SHAPE_SHARE:
-        n, k = draw(weight_shapes(max_elements=limit))
+    fits = [s for s in SHAPES if s.n * s.k <= work and problem_bytes(1, s.n, s.k) <= budget]
+    if fits and draw(st.integers(0, 99)) >= 100 - REAL_SHAPE_SHARE:
+        n, k = draw(weight_shapes(shapes=fits))
     return n, k
 
 

@@ -15,7 +15,7 @@ from ..errors import UsageError
 BUDGET_ENV = "FP8_VERIFY_MAX_PROBLEM_BYTES"
 BUDGET_SHARE = 0.25  # of the free device memory: room for the paths' own buffers and xdist neighbours
 WORK_ENV = "FP8_VERIFY_MAX_PROBLEM_MACS"
-WORK_DEFAULT = {"cuda": 2**36, "cpu": 2**26}
+WORK_DEFAULT = {"cuda": 2**36, "cpu": 2**26}  # e.g. 2048 x 4096 x 7168 on a GPU, 128 x 512 x 1024 on a CPU
 GPU_SHARE_ENV = "FP8_VERIFY_GPU_SHARE"  # set for each xdist worker that shares its GPU (suite.isolation)
 
 
@@ -25,7 +25,7 @@ def gpu_share() -> float:
         share = float(os.environ.get(GPU_SHARE_ENV, "1"))
     except ValueError:
         return 1.0
-    return share if 0 < share <= 1 else 1.0  # e.g. 2048 x 4096 x 7168 on a GPU, 128 x 512 x 1024 on a CPU
+    return share if 0 < share <= 1 else 1.0
 
 
 def problem_bytes(m: int, n: int, k: int) -> int:

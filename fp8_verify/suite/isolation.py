@@ -33,6 +33,11 @@ def is_sticky_cuda_error(exc: BaseException) -> bool:
     return type(exc).__name__ == "AcceleratorError" or ("cuda" in text and any(s in text for s in STICKY))
 
 
+def worker_count() -> int:
+    """How many xdist workers this run has (1 without xdist)."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+
+
 def worker_id() -> str | None:
     """pytest-xdist's worker id (``gw0``...), None in the controller or without xdist."""
     return os.environ.get("PYTEST_XDIST_WORKER")
@@ -56,15 +61,14 @@ def pin_gpu_for_worker() -> None:
             return
     if ids:
         os.environ["CUDA_VISIBLE_DEVICES"] = ids[int(wid.removeprefix("gw")) % len(ids)]
-        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-        os.environ[GPU_SHARE_ENV] = str(1 / -(-workers // len(ids)))
+        os.environ[GPU_SHARE_ENV] = str(1 / -(-worker_count() // len(ids)))
 
 
 def share_cpu_threads() -> None:
     """Under xdist, give each worker its share of the host's cores for torch's intra-op threads: by
-    default every worker starts one thread per core, and 16 workers on a 32-core host ran their tests
-    25% slower than 8 on the same host (2 x H200, 2026-11-27)."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    default every worker starts one thread per core. 16 workers on a 32-core host spent 25% more test
+    time than 8 on the same host (2 x H200, 2026-11-27); oversubscribed threads are the likely cause."""
+    workers = worker_count()
     if worker_id() and workers > 1:
         import torch
 
