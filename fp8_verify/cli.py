@@ -163,6 +163,8 @@ def _check(args, extra: list[str]) -> int:
         extra = ["--fp8-self-tests", *extra]
     if args.examples:
         extra = ["--fp8-examples", str(args.examples), *extra]
+    if args.shards:
+        extra = ["--fp8-shards", str(args.shards), *extra]
     if args.mutant:
         from .tools.mutants.catalogue import CATALOGUE
         from .tools.mutants.plant import MUTANT_ENV
@@ -247,6 +249,13 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="examples per property test (default: by profile, 25x more on the real kernel than on the "
         "CPU double)",
+    )
+    c.add_argument(
+        "--shards",
+        type=whole_number,
+        metavar="N",
+        help="split each core property into N items of 1/N of its examples, so that -n spreads one property "
+        "over several workers and GPUs (use with -n; e.g. N = the number of GPUs)",
     )
     c.add_argument(
         "--self-tests",

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.cpu
 
 
 @pytest.mark.paths(kernel=CUTLASS_SM90)
+@pytest.mark.sharded
 @given(data=st.data())
 def test_bit_exact(gemm, data, fp8_record):
     """The path's output equals the emulation of the SM90 kernel bit for bit (NaN equal to NaN), for

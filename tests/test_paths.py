@@ -25,6 +25,7 @@ from strategies import m_dims, m_dims_for, problem_specs
 pytestmark = pytest.mark.cpu
 
 
+@pytest.mark.sharded
 @given(data=st.data())
 def test_within_bound(gemm, data, fp8_record):
     """The path's output is within the per-element FP8 bound of the float64 reference, for every M its
@@ -36,6 +37,7 @@ def test_within_bound(gemm, data, fp8_record):
 
 
 @pytest.mark.paths(kernel=CUTLASS_SM90)
+@pytest.mark.sharded
 @given(data=st.data())
 def test_agrees_with_kernel(gemm, data, fp8_record):
     """A path that ends in the SM90 kernel gives the kernel's own bits: padding, slicing, the op
@@ -49,6 +51,7 @@ def test_agrees_with_kernel(gemm, data, fp8_record):
 
 
 @pytest.mark.paths(restricts_m=True)
+@pytest.mark.sharded
 @given(data=st.data())
 def test_unaligned_m_is_rejected_or_right(gemm, data, fp8_record):
     """A path whose kernel takes only M % 4 == 0 (and does not pad) must, for other M, raise an error
@@ -67,6 +70,7 @@ def test_unaligned_m_is_rejected_or_right(gemm, data, fp8_record):
 
 
 @pytest.mark.paths(compiled=False)
+@pytest.mark.sharded
 @given(data=st.data())
 def test_output_is_fresh_and_whole(gemm, data, fp8_record):
     """The output has exactly M rows, is contiguous, and owns no storage shared with the inputs."""

@@ -324,3 +324,64 @@ def test_self_tests_leave_the_real_kernel_run(kernel, args, flag, kept):
     P._deselect_self_tests(config, items)
     assert [i.name for i in items] == kept
     assert [i.name for i in deselected] == (["selftest"] if len(kept) == 2 else [])
+
+
+SHARDED = """
+import json, os
+import pytest
+from hypothesis import given, strategies as st
+
+@pytest.mark.sharded
+@given(x=st.integers(0, 10**9))
+def test_draws(x, fp8_record, request):
+    fp8_record.example()
+    with open(f"drawn-{os.getpid()}-{request.node.name}.txt", "a") as fh:
+        fh.write(f"{x}\\n")
+"""
+
+
+@pytest.mark.parametrize("profile", ["ci", "dev"])
+def test_one_property_split_over_shards(pytester, monkeypatch, profile):
+    """``--fp8-shards 3`` runs a sharded property as 3 items of a third of its examples each, drawn from
+    seeds of their own (the ci profile derandomizes per item), and the report joins them into one row;
+    with a pinned seed every shard would draw the same examples, so that is refused in one line."""
+    _fresh_project_env(monkeypatch)
+    monkeypatch.setenv("FP8_VERIFY_PROFILE", profile)
+    pytester.makeconftest('pytest_plugins = ["fp8_verify.plugin"]')
+    pytester.makepyfile(test_sharded=SHARDED)
+    args = ("-p", "no:cacheprovider", "--fp8-dry-run", "--fp8-examples", "9", "--fp8-report", "r.json")
+    pytester.runpytest_subprocess(*args, "--fp8-shards", "3").assert_outcomes(passed=3)
+    drawn = {f.name.rpartition("-")[2]: f.read_text().split() for f in pytester.path.glob("drawn-*.txt")}
+    assert sorted(drawn) == [f"test_draws[shard{i}of3].txt" for i in (1, 2, 3)], drawn
+    assert [len(v) for v in drawn.values()] == [3, 3, 3]
+    assert len({frozenset(v) for v in drawn.values()}) == 3, drawn  # no two shards drew alike
+    (row,) = json.loads((pytester.path / "r.json").read_text())["results"]
+    assert (row["test"], row["examples"], row["shards"]) == ("test_sharded.py::test_draws", 9, 3)
+
+    pinned = pytester.runpytest_subprocess(*args, "--fp8-shards", "3", "--hypothesis-seed", "1")
+    assert pinned.ret == pytest.ExitCode.USAGE_ERROR
+    pinned.stderr.fnmatch_lines(["*--fp8-shards splits a property's examples*pinned seed*"])
+
+
+def test_shard_rows_join_worst_first():
+    """A property's shards make one report row: examples and seconds add up, the worst outcome and the
+    worst error/bound win, with the failing shard's reason."""
+    from fp8_verify.suite.shards import merge
+
+    def row(i: int, outcome: str, ratio: float | None, reason: str | None = None) -> dict:
+        return {
+            "test": f"t.py::p[bypass-shard{i}of3]",
+            "outcome": outcome,
+            "examples": 5,
+            "max_error_over_bound": ratio,
+            "reason": reason,
+            "seconds": 1.5,
+            "coverage": {"1 wave": i},
+        }
+
+    joined = merge([row(1, "passed", 0.5), row(2, "failed", 3.0, "out of bound"), row(3, "passed", None)])
+    assert joined["test"] == "t.py::p[bypass]" and joined["outcome"] == "failed"
+    assert joined["reason"] == "out of bound" and joined["max_error_over_bound"] == 3.0
+    assert (joined["examples"], joined["seconds"], joined["shards"]) == (15, 4.5, 3)
+    assert joined["coverage"] == {"1 wave": 6}
+    assert merge([row(1, "xfailed", 2.0), row(2, "passed", 0.1)])["outcome"] == "xfailed"

@@ -118,3 +118,19 @@ def test_path_names_live_in_the_registry():
         str(f.relative_to(ROOT)) for f in files if f != registry and literal.search(f.read_text())
     )
     assert not spelled, f"path names spelled outside the registry: {spelled}"
+
+
+def test_plugin_exports_every_hook_and_fixture():
+    """``fp8_verify.plugin`` (the name users load) exports every hook and fixture that
+    ``fp8_verify.suite.plugin`` defines: one left out is silently never called."""
+    import fp8_verify.plugin as public
+    import fp8_verify.suite.plugin as impl
+
+    defined = {
+        name
+        for name, obj in vars(impl).items()
+        if getattr(obj, "__module__", None) == impl.__name__
+        and (name.startswith("pytest_") or repr(obj).startswith("<pytest_fixture("))
+    }
+    assert "gemm" in defined and "pytest_configure" in defined
+    assert defined <= set(public.__all__), sorted(defined - set(public.__all__))

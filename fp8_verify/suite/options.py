@@ -169,6 +169,13 @@ def addoption(parser: pytest.Parser) -> None:
         "real kernel runs than on the CPU double); tests that set their own count keep it",
     )
     g.addoption(
+        "--fp8-shards",
+        type=whole_number,
+        metavar="N",
+        help="run each property marked sharded as N test items of 1/N of its examples, each from a seed of "
+        "its own, so that xdist spreads one property over N workers (and GPUs); the report joins them",
+    )
+    g.addoption(
         "--fp8-self-tests",
         action="store_true",
         help="run fp8-verify's own tests (marked selftest) on the real kernel too; by default they run "

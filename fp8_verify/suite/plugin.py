@@ -3,6 +3,7 @@
 ================  ==================================================================================
 ``options``       command-line options, Hypothesis profiles, example counts
 ``selection``     which paths a property runs on (the ``gemm`` fixture, the ``paths`` marker)
+``shards``        one property's examples split over several items (``--fp8-shards``)
 ``marks``         Hopper skips and the findings' signature-checked xfails
 ``isolation``     one GPU per xdist worker, crash isolation after a sticky CUDA error
 ``records``       the ``fp8_record`` fixture and the result rows
@@ -26,7 +27,7 @@ from ..report import artifacts, jsonreport, summary
 from ..subject import compiled, schedule
 from ..subject.registry import Registry, default, external
 from ..subject.vllm import FORCE_CPU_ENV, Subject, load
-from . import findings, isolation, marks, options, selection
+from . import findings, isolation, marks, options, selection, shards
 from .records import PATH_KEY, RECORD_KEY, Recorder, Results
 
 
@@ -67,6 +68,8 @@ MARKERS = (
     "paths(**facts): run this property on the paths with these registry facts (see fp8_verify.suite."
     "selection)",
     "fp8_finding(id, release): a known upstream defect expected here (set by the plugin)",
+    "sharded: a property at the profile's example count; --fp8-shards N runs it as N items that share its "
+    "examples (fp8_verify.suite.shards)",
 )
 
 
@@ -121,6 +124,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if not config.getoption("hypothesis_profile", None):
             settings.load_profile(profile)
         options.fixed_seed_for(config, profile)
+        shards.check(config)
         registry = Registry(default().specs())
         for text in config.getoption("--fp8-path"):
             registry.add(external(text))
@@ -139,6 +143,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         st = state(metafunc.config)
         specs = selection.select(st.registry, st.subject, metafunc.definition.get_closest_marker("paths"))
         metafunc.parametrize("gemm", [p.name for p in specs], indirect=True, ids=[p.name for p in specs])
+    shards.parametrize(metafunc)
 
 
 @pytest.fixture
@@ -149,6 +154,12 @@ def gemm(request: pytest.FixtureRequest):
     if not path.available:
         pytest.skip(path.reason)
     return path
+
+
+@pytest.fixture
+def fp8_shard(request: pytest.FixtureRequest) -> int:
+    """Which share of a sharded property's examples this item runs (parametrized by the plugin)."""
+    return request.param
 
 
 @pytest.fixture
@@ -165,6 +176,11 @@ def fp8_record(request: pytest.FixtureRequest):
     )
     yield rec
     request.node.user_properties.append((RECORD_KEY, rec.row()))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    shards.seed_item(item)
 
 
 def _named_files(config: pytest.Config) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from ..subject.schedule import H100_SMS, classes
+from . import shards
 
 RECORD_KEY = "fp8_verify"
 PATH_KEY = "fp8_path"
@@ -101,11 +102,12 @@ class Results:
         return time.time() - self.t0
 
     def results(self, kernel: str | None) -> list[dict]:
-        """The rows as the JSON report lists them; ``kernel`` says which kernel ran them."""
-        out = []
+        """The rows as the JSON report lists them, a sharded property's shards joined into one;
+        ``kernel`` says which kernel ran them."""
+        out: dict[str, list[dict]] = {}
         for nodeid, row in self.rows.items():
             name = nodeid.split("::")[-1]
-            out.append(
+            out.setdefault(shards.base_nodeid(nodeid), []).append(
                 {
                     "property": _PARAM.sub("", name),
                     "test": nodeid,
@@ -123,4 +125,4 @@ class Results:
                     **({"worker_restarted": True} if row.get("worker_restarted") else {}),
                 }
             )
-        return out
+        return [shards.merge(rows) for rows in out.values()]
