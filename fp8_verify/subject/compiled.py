@@ -6,10 +6,12 @@ the recompile limit; compile counts are torch's own (``torch._dynamo`` counters)
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 
 import torch
+from torch.fx.experimental import _config as fx_config
 
 Call = Callable[..., torch.Tensor]  # (a, b, a_scale, b_scale, block, out_dtype) -> out
 
@@ -67,7 +69,6 @@ def compile_call(fn: Call, backend: str | Callable, dynamic_m: bool = True) -> C
     without it, 32 in 17.1 s with it; the path that compiles per M was the slowest test of the GPU run,
     docs/gpu-speed.md)."""
     graphs: dict[tuple, Call] = {}
-    from torch.fx.experimental import _config as fx_config
 
     def call(a, b, a_s, b_s, block, out_dtype) -> torch.Tensor:
         raise_recompile_limit()
@@ -75,7 +76,7 @@ def compile_call(fn: Call, backend: str | Callable, dynamic_m: bool = True) -> C
         key = (tuple(block), out_dtype)
         if key not in graphs:
             graphs[key] = torch.compile(_body(fn, *key), fullgraph=True, backend=backend)
-        with fx_config.patch(backed_size_oblivious=not dynamic_m):
+        with contextlib.nullcontext() if dynamic_m else fx_config.patch(backed_size_oblivious=True):
             return graphs[key](a, b, a_s, b_s)
 
     return call

@@ -98,13 +98,12 @@ def merge(rows: list[dict]) -> dict:
     for r in rows:
         for c, k in (r.get("coverage") or {}).items():
             coverage[c] = coverage.get(c, 0) + k
-    out = {
-        **worst,
-        "test": base_nodeid(worst["test"]),
-        "examples": sum(r["examples"] or 0 for r in rows),
-        "max_error_over_bound": max(ratios) if ratios else None,
-        "seconds": round(sum(r["seconds"] for r in rows), 2),
-        "shards": len(rows),
-    }
-    out.pop("coverage", None)
+    out = {k: v for k, v in worst.items() if k != "coverage"}
+    out.update(
+        test=base_nodeid(worst["test"]),
+        examples=sum(r["examples"] or 0 for r in rows),
+        max_error_over_bound=max(ratios) if ratios else None,
+        seconds=round(sum(r["seconds"] for r in rows), 2),
+        shards=len(rows),
+    )
     return {**out, "coverage": coverage} if coverage else out
