@@ -1,12 +1,13 @@
 """fp8-verify: property-based correctness checks for vLLM's FP8 block-scaled GEMM paths.
 
-The pipeline, one folder per stage: :mod:`strategies` draws a problem spec; :mod:`fp8_verify.problem`
-builds the tensors; :mod:`fp8_verify.subject` finds the paths through the installed vLLM (the registry)
-and runs them; :mod:`fp8_verify.judge` gives the exact reference, the FP8 error bound, the bit-exact
-emulation and the verdicts; :mod:`fp8_verify.suite` is the pytest plugin that records them;
-:mod:`fp8_verify.report` turns the records into summaries, the JSON report and failure artifacts.
-:mod:`fp8_verify.numerics` models the Hopper tensor cores' arithmetic. The tooling (bench, mutants,
-calibration, tables, matrix) is in :mod:`fp8_verify.tools`; nothing outside it imports it.
+The pipeline, one folder per stage: :mod:`fp8_verify.strategies` (the repository's ``strategies/``) draws
+a problem spec; :mod:`fp8_verify.problem` builds the tensors; :mod:`fp8_verify.subject` finds the paths
+through the installed vLLM (the registry) and runs them; :mod:`fp8_verify.judge` gives the exact
+reference, the FP8 error bound, the bit-exact emulation and the verdicts; :mod:`fp8_verify.suite` is the
+pytest plugin that records them; :mod:`fp8_verify.report` turns the records into summaries, the JSON
+report and failure artifacts. :mod:`fp8_verify.numerics` models the Hopper tensor cores' arithmetic. The
+tooling (bench, mutants, calibration, tables, matrix) is in :mod:`fp8_verify.tools`; nothing outside it
+imports it.
 
 The public API is importable from here (lazily, so ``import fp8_verify`` stays cheap)::
 
@@ -29,15 +30,15 @@ __version__ = "0.1.0"
 
 _API = {
     # strategies: what Hypothesis draws
-    "problem_specs": "strategies",
-    "m_dims": "strategies",
-    "nk_dims": "strategies",
-    "weight_dims": "strategies",
-    "weight_shapes": "strategies",
-    "block_shapes": "strategies",
-    "value_regimes": "strategies",
-    "scale_regimes": "strategies",
-    "out_dtypes": "strategies",
+    "problem_specs": "fp8_verify.strategies",
+    "m_dims": "fp8_verify.strategies",
+    "nk_dims": "fp8_verify.strategies",
+    "weight_dims": "fp8_verify.strategies",
+    "weight_shapes": "fp8_verify.strategies",
+    "block_shapes": "fp8_verify.strategies",
+    "value_regimes": "fp8_verify.strategies",
+    "scale_regimes": "fp8_verify.strategies",
+    "out_dtypes": "fp8_verify.strategies",
     # problems
     "ProblemSpec": "fp8_verify.problem",
     "BlockScaledProblem": "fp8_verify.problem",

@@ -62,21 +62,51 @@ def one_line_usage_error(r: subprocess.CompletedProcess, words: str) -> None:
         "test-file",
     ],
 )
-def test_bad_input_is_one_line(args, env, words):
-    one_line_usage_error(fp8_verify(*args, env=env), words)
+def test_bad_input_is_one_line(args, env, words, monkeypatch, capsys):
+    """In this process (every input is checked before vLLM or pytest starts, so ``main`` returns before
+    doing anything else); the process as a whole is checked once, below."""
+    from fp8_verify.cli import main
+
+    for name in [v for v in os.environ if v.startswith("FP8_VERIFY_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code = main(args)
+    err = capsys.readouterr().err
+    one_line_usage_error(subprocess.CompletedProcess(args, code, "", err), words)
+
+
+def test_bad_input_ends_the_process_in_one_line():
+    """The same as a process: ``python -m fp8_verify`` with a bad ``--path`` exits 2 with our one line."""
+    one_line_usage_error(
+        fp8_verify("check", "--path", "x=nope_module:gemm"), "cannot import nope_module:gemm"
+    )
 
 
 @pytest.mark.parametrize(
     "chosen", ["tests/test_structure.py", "test_structure.py", "test_structure.py::test_no_import_cycle"]
 )
-def test_named_test_files_narrow_the_run(chosen):
-    """``check FILE`` runs that file of the suite (found as given or by name), not the whole suite beside
-    it."""
-    r = fp8_verify("check", "--dry-run", "--collect-only", "-q", chosen, cwd=ROOT)
+def test_named_test_files_are_found(chosen):
+    """``check FILE`` finds a test file of the suite as given or by name (a node id too), and passes the
+    other arguments on as they are."""
+    from fp8_verify.cli import _selection
+
+    chosen_files, rest = _selection(ROOT / "tests", [chosen, "-k", "x.py", "-q"])
+    file, sep, node = chosen.partition("::")
+    assert [Path(c.partition("::")[0]).resolve() for c in chosen_files] == [ROOT / "tests" / Path(file).name]
+    assert chosen_files[0].endswith(sep + node) and rest == ["-k", "x.py", "-q"]
+
+
+def test_named_test_files_narrow_the_run():
+    """``check FILE::TEST`` runs that test of the suite (found by its file's name), not the whole suite
+    beside it."""
+    r = fp8_verify(
+        "check", "--dry-run", "--collect-only", "-q", "test_structure.py::test_no_import_cycle", cwd=ROOT
+    )
     ids = [line for line in r.stdout.splitlines() if "::" in line]
-    assert r.returncode == 0 and ids, r.stdout[-2000:] + r.stderr[-2000:]
-    assert all("test_structure.py::" in i for i in ids), ids
-    assert len(ids) == (1 if "::" in chosen else len(ids)) and len(ids) < 10, ids
+    assert r.returncode == 0 and ids == ["tests/test_structure.py::test_no_import_cycle"], (
+        r.stdout[-2000:] + r.stderr[-2000:]
+    )
 
 
 def test_no_green_run_without_vllm(tmp_path):
@@ -93,7 +123,15 @@ def test_no_green_run_without_vllm(tmp_path):
     )
     one_line_usage_error(r, "no subject to test: vLLM is not importable")
     r = subprocess.run(
-        [sys.executable, "-m", "fp8_verify", "check", "--dry-run", "-q", "-k", "test_bound_constants"],
+        [
+            sys.executable,
+            "-m",
+            "fp8_verify",
+            "check",
+            "--dry-run",
+            "-q",
+            "test_structure.py::test_no_import_cycle",
+        ],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -103,7 +141,8 @@ def test_no_green_run_without_vllm(tmp_path):
 
 def test_a_broken_gemm_given_with_path_fails_clearly(tmp_path):
     """``--path`` adds a user's GEMM as a path; one that drops its last K-block fails the within-bound
-    property on it with the what-where-how-much message (and the registry's paths are untouched)."""
+    property on it with the what-where-how-much message. (Only that item runs: the registry's paths are
+    the rest of the suite's business.)"""
     (tmp_path / "broken_gemm.py").write_text(
         "import torch\n\n"
         "def gemm(a, b, a_s, b_s, block, out_dtype):\n"
@@ -114,8 +153,8 @@ def test_a_broken_gemm_given_with_path_fails_clearly(tmp_path):
         "    return (x @ w.T).to(out_dtype)\n"
     )
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    args = ["check", "--profile", "dev", "--path", "broken=broken_gemm:gemm", "-q", "-k", "test_within_bound"]
-    r = fp8_verify(*args, "-p", "no:randomly", env=env)
+    args = ["check", "--profile", "dev", "--path", "broken=broken_gemm:gemm", "-q", "test_paths.py"]
+    r = fp8_verify(*args, "-k", "test_within_bound and broken", "-p", "no:randomly", env=env, cwd=ROOT)
     assert r.returncode == 1, r.stdout[-3000:]
     assert (
         "test_within_bound[broken]" in r.stdout
@@ -142,3 +181,26 @@ def test_xdist_runs_use_work_stealing(args, stealing):
     out = _work_stealing(args)
     assert (out[-2:] == ["--dist", "worksteal"]) == stealing, out
     assert out[: len(args)] == args
+
+
+@pytest.mark.parametrize(
+    ("args", "cores", "added"),
+    [
+        ([], 2, ["-n", "2"]),
+        (["-q"], 16, ["-n", "4"]),  # at most 4: each worker imports vLLM
+        ([], 1, []),
+        (["-n", "0"], 8, []),  # the user's -n, whatever it is
+        (["-n3"], 8, []),
+        (["-p", "no:xdist"], 8, []),
+        (["--pdb"], 8, []),
+        (["--collect-only"], 8, []),
+    ],
+)
+def test_a_whole_suite_run_on_the_double_uses_every_core(args, cores, added, monkeypatch, capsys):
+    """On the CPU double each property runs on one core: ``check`` spreads the suite over one xdist
+    worker per core unless told otherwise (``-n``, ``-p no:xdist``, a debugger, collection only)."""
+    from fp8_verify import cli
+
+    monkeypatch.setattr(cli.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert cli._default_workers(args) == [*args, *added]
+    assert ("xdist workers" in capsys.readouterr().err) == bool(added)

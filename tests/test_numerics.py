@@ -2,14 +2,18 @@
 GEMM against a slow composition of MMA-Sim, and planted wrong variants that these comparisons must catch.
 
 MMA-Sim (``pip install mmasim==2.1.1``; arXiv:2511.10909) is the independent reference; without it those
-comparisons are skipped with the reason.
+comparisons are skipped with the reason. Its import builds a C++ extension (torch's cpp_extension JIT) and
+may wait on another process's build lock, so it is imported by the ``mmasim`` fixture, when the first test
+that needs it runs -- never at collection -- and that wait is bounded (:mod:`fp8_verify.suite.guard`).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Callable, Iterator
 from fractions import Fraction
+from typing import Any
 
 import pytest
 import torch
@@ -18,19 +22,12 @@ from hypothesis import strategies as st
 
 from fp8_verify.numerics import fma32, sm90_blockwise_gemm, wgmma_dpa, wgmma_slice
 from fp8_verify.numerics.sm90 import BLOCK_K, BLOCK_N, PROMOTIONS
+from fp8_verify.suite.guard import NativeBuildError, import_mmasim
 
 pytestmark = [pytest.mark.cpu, pytest.mark.selftest]
 
-try:
-    from mmasim.nv_ptx import WGMMA
-
-    _MMASIM: WGMMA | None = WGMMA("Hopper", "m64n8k32.f32.e4m3.e4m3")
-    _NO_MMASIM = ""
-except ImportError as e:  # pragma: no cover - depends on the environment
-    _MMASIM = None
-    _NO_MMASIM = (
-        f"mmasim (MMA-Sim, the independent reference) is not importable: {e}; pip install mmasim==2.1.1"
-    )
+_NO_MMASIM = "mmasim (MMA-Sim, the independent reference) is not installed; pip install mmasim==2.1.1"
+Wgmma = Any  # mmasim.nv_ptx.WGMMA, which only the ``mmasim`` fixture imports
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -43,7 +40,22 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-needs_mmasim = pytest.mark.skipif(_MMASIM is None, reason=_NO_MMASIM)
+needs_mmasim = pytest.mark.skipif(importlib.util.find_spec("mmasim") is None, reason=_NO_MMASIM)
+
+
+@pytest.fixture(scope="module")
+def mmasim() -> Wgmma:
+    """MMA-Sim's Hopper wgmma (``m64n8k32.f32.e4m3.e4m3``), imported on first use: a stale build lock, or
+    one held past the limit, fails these tests in one line instead of waiting for ever."""
+    try:
+        nv_ptx = import_mmasim()
+    except ImportError as e:
+        pytest.skip(f"{_NO_MMASIM} ({e})")
+    except NativeBuildError as e:
+        failure = f"fp8-verify: {e}"
+    else:
+        return nv_ptx.WGMMA("Hopper", "m64n8k32.f32.e4m3.e4m3")
+    pytest.fail(failure, pytrace=False)  # outside the except: the one line, without its chain
 
 
 def examples(n: int) -> settings:
@@ -129,11 +141,10 @@ def first_difference(x: torch.Tensor, y: torch.Tensor, same: torch.Tensor) -> st
 # -- wgmma vs MMA-Sim ------------------------------------------------------------------------------------
 
 
-def mmasim_tile(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+def mmasim_tile(mmasim: Wgmma, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """MMA-Sim's Hopper wgmma on a tile: d[i, j] = dpa(a[i], b[j], c[i, j]) (a [M, K], b [N, K])."""
-    assert _MMASIM is not None
     m, n = c.shape
-    return _MMASIM.dpa(a[:, None, :].expand(m, n, -1), b[None, :, :].expand(m, n, -1), c)
+    return mmasim.dpa(a[:, None, :].expand(m, n, -1), b[None, :, :].expand(m, n, -1), c)
 
 
 @needs_mmasim
@@ -146,7 +157,7 @@ def mmasim_tile(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tens
     c_specials=st.lists(st.floats(width=32), max_size=8),
 )
 def test_wgmma_slice_matches_mmasim(
-    seed: int, a_regime: str, b_regime: str, c_regime: str, c_specials: list[float]
+    mmasim: Wgmma, seed: int, a_regime: str, b_regime: str, c_regime: str, c_specials: list[float]
 ) -> None:
     """One K-slice on a 64 x 8 tile (``m64n8k32``), bit for bit, NaN payloads included."""
     g = torch.Generator().manual_seed(seed)
@@ -156,7 +167,7 @@ def test_wgmma_slice_matches_mmasim(
     c = fp32_values(g, (64, 8), c_regime, products.nan_to_num())
     if c_specials:  # Hypothesis-chosen accumulators (any fp32: inf, NaN, subnormal, -0.0, ...)
         c.view(-1)[: len(c_specials)] = torch.tensor(c_specials, dtype=torch.float32)
-    ref = mmasim_tile(a, b, c)
+    ref = mmasim_tile(mmasim, a, b, c)
     got = wgmma_slice(a, b, c)
     assert_same_bits(got, ref)
 
@@ -169,14 +180,16 @@ def test_wgmma_slice_matches_mmasim(
     c_regime=st.sampled_from(C_REGIMES),
     slices=st.integers(1, 4),
 )
-def test_chained_slices_match_mmasim(seed: int, regime: str, c_regime: str, slices: int) -> None:
+def test_chained_slices_match_mmasim(
+    mmasim: Wgmma, seed: int, regime: str, c_regime: str, slices: int
+) -> None:
     """MMA-Sim's own chaining over K = 32..128 (its ``dpa`` loops over L_max = 32) vs ``wgmma_dpa``."""
     g = torch.Generator().manual_seed(seed)
     k = 32 * slices
     a = e4m3_codes(g, (50, k), regime)
     b = e4m3_codes(g, (50, k), "finite")
     c = fp32_values(g, (50,), c_regime, (a.float() * b.float()).nan_to_num())
-    ref = _MMASIM.dpa(a, b, c)  # type: ignore[union-attr]
+    ref = mmasim.dpa(a, b, c)
     got = wgmma_dpa(a, b, c)
     assert_same_bits(got, ref)
 
@@ -210,14 +223,14 @@ EDGE_CASES: dict[str, tuple[list[float], list[float], float]] = {
 
 @needs_mmasim
 @pytest.mark.parametrize("name", list(EDGE_CASES))
-def test_wgmma_edge_cases_match_mmasim(name: str) -> None:
+def test_wgmma_edge_cases_match_mmasim(mmasim: Wgmma, name: str) -> None:
     a_vals, b_vals, c_val = EDGE_CASES[name]
     a = torch.zeros(1, 32, dtype=torch.float8_e4m3fn)
     b = torch.zeros(1, 32, dtype=torch.float8_e4m3fn)
     a[0, : len(a_vals)] = _e4m3(a_vals)
     b[0, : len(b_vals)] = _e4m3(b_vals)
     c = torch.tensor([[c_val]], dtype=torch.float32)
-    ref, got = mmasim_tile(a, b, c), wgmma_slice(a, b, c)
+    ref, got = mmasim_tile(mmasim, a, b, c), wgmma_slice(a, b, c)
     assert bool(same_bits(got, ref).all()), (got.item(), ref.item())
 
 
@@ -364,12 +377,16 @@ def test_naive_fma_is_caught() -> None:
 
 
 def reference_gemm(
-    a: torch.Tensor, b: torch.Tensor, sa: torch.Tensor, sb: torch.Tensor, out_dtype: torch.dtype
+    mmasim: Wgmma,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    sa: torch.Tensor,
+    sb: torch.Tensor,
+    out_dtype: torch.dtype,
 ) -> torch.Tensor:
     """Slow and plain: per 128-block MMA-Sim's wgmma chain from 0, ``fma32(partial, sa * sb, acc)``, RNE.
 
     No chunking, no decoding, no special handling: zero padding of the last K-block is written out."""
-    assert _MMASIM is not None
     m, k = a.shape
     n = b.shape[0]
     nkb = sa.shape[1]
@@ -381,7 +398,7 @@ def reference_gemm(
     weight_block = torch.arange(n) // BLOCK_N
     for kb in range(nkb):
         block = slice(kb * BLOCK_K, (kb + 1) * BLOCK_K)
-        partial = mmasim_tile(ap[:, block], bp[:, block], torch.zeros(m, n))  # 4 chained slices of 32
+        partial = mmasim_tile(mmasim, ap[:, block], bp[:, block], torch.zeros(m, n))  # 4 chained slices of 32
         scale = sa[:, kb, None] * sb[weight_block, kb][None, :]  # one fp32 rounding
         acc = fma32(partial, scale, acc)
     out = acc.to(out_dtype)
@@ -437,11 +454,12 @@ def assert_same_bits(got: torch.Tensor, ref: torch.Tensor) -> None:
     out_dtype=st.sampled_from([torch.bfloat16, torch.float16, torch.float32]),
 )
 def test_gemm_matches_mmasim_composition(
-    seed: int, m: int, n: int, k: int, regime: str, scale_regime: str, out_dtype: torch.dtype
+    mmasim: Wgmma, seed: int, m: int, n: int, k: int, regime: str, scale_regime: str, out_dtype: torch.dtype
 ) -> None:
     """Partial K-blocks (K % 128 != 0) and partial N-blocks (N % 128 != 0) included."""
     a, b, sa, sb = gemm_problem(seed, m, n, k, regime, scale_regime)
-    assert_same_bits(sm90_blockwise_gemm(a, b, sa, sb, out_dtype), reference_gemm(a, b, sa, sb, out_dtype))
+    ref = reference_gemm(mmasim, a, b, sa, sb, out_dtype)
+    assert_same_bits(sm90_blockwise_gemm(a, b, sa, sb, out_dtype), ref)
 
 
 def test_gemm_does_not_depend_on_chunking() -> None:
@@ -476,12 +494,12 @@ WRONG_VARIANTS: dict[str, tuple[dict[str, object], torch.dtype]] = {
 
 @needs_mmasim
 @pytest.mark.parametrize("variant", list(WRONG_VARIANTS))
-def test_planted_wrong_variant_is_detected(variant: str) -> None:
+def test_planted_wrong_variant_is_detected(mmasim: Wgmma, variant: str) -> None:
     """Each non-measured arithmetic fails the check of ``test_gemm_matches_mmasim_composition`` on an
     ordinary problem, where the measured one passes."""
     kwargs, out_dtype = WRONG_VARIANTS[variant]
     a, b, sa, sb = gemm_problem(11, 8, 136, 384, "finite", "fp32")
-    ref = reference_gemm(a, b, sa, sb, out_dtype)
+    ref = reference_gemm(mmasim, a, b, sa, sb, out_dtype)
     assert_same_bits(sm90_blockwise_gemm(a, b, sa, sb, out_dtype), ref)
     wrong = sm90_blockwise_gemm(a, b, sa, sb, out_dtype, **kwargs)  # type: ignore[arg-type]
     with pytest.raises(AssertionError):
@@ -490,11 +508,12 @@ def test_planted_wrong_variant_is_detected(variant: str) -> None:
 
 @needs_mmasim
 @pytest.mark.parametrize("frac_bits", [12, 14])
-def test_planted_wgmma_width_is_detected(frac_bits: int) -> None:
+def test_planted_wgmma_width_is_detected(mmasim: Wgmma, frac_bits: int) -> None:
     g = torch.Generator().manual_seed(5)
     a, b = e4m3_codes(g, (64, 32), "wide"), e4m3_codes(g, (8, 32), "finite")
     c = torch.zeros(64, 8)
-    assert not bool(same_bits(wgmma_slice(a, b, c, frac_bits=frac_bits), mmasim_tile(a, b, c)).all())
+    ref = mmasim_tile(mmasim, a, b, c)
+    assert not bool(same_bits(wgmma_slice(a, b, c, frac_bits=frac_bits), ref).all())
 
 
 def test_promotions_are_named() -> None:

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fp8_verify.subject.vllm import load
 from fp8_verify.suite.isolation import CrashIsolation, is_sticky_cuda_error
@@ -25,6 +27,93 @@ def _fresh_project_env(monkeypatch) -> None:
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, paths)))
     for name in [v for v in os.environ if v.startswith("PYTEST_XDIST")]:
         monkeypatch.delenv(name)
+
+
+# A pytester project's conftest that loads the plugin on a stand-in subject: for the self-tests of the
+# plugin's own machinery (profiles, shards, reports, databases), where vLLM plays no part -- importing it
+# cost each such subprocess several seconds.
+NO_VLLM = (
+    'pytest_plugins = ["fp8_verify.plugin"]\n'
+    "import fp8_verify.suite.plugin as P\n"
+    "from fp8_verify.subject.vllm import Subject\n"
+    "P.load = lambda: Subject(None, error='vLLM is not needed by this test (--fp8-dry-run)')\n"
+)
+
+SETTINGS_SEEN = """
+import json
+from hypothesis import given, strategies as st
+
+def _ran(name):
+    with open(f"ran-{name}.txt", "a") as fh:
+        fh.write("x")
+
+@given(st.integers())
+def test_users_own(x):
+    _ran("users_own")
+
+@given(x=st.integers())
+def test_fp8_property(x, fp8_record):
+    _ran("fp8_property")
+"""
+
+SETTINGS_SPY = """
+import json
+import pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item):  # the settings Hypothesis runs the test with (its pytest plugin reads them so)
+    s = item.obj._hypothesis_internal_use_settings
+    seen = {"derandomize": s.derandomize, "database": s.database is not None}
+    seen["deadline"] = s.deadline is not None
+    with open(f"settings-{item.name}.json", "w") as fh:
+        json.dump(seen, fh)
+"""
+
+
+@given(st.integers())
+def _a_suite_property(x: int) -> None:  # defined in one of the suite's own files, so under its profile
+    pass
+
+
+def test_suite_modules_get_the_profile_and_nothing_else_does(request):
+    """The suite's own test modules import under fp8-verify's profile (its ``@given`` tests carry it); the
+    session's Hypothesis default stays what it was (a project's tests never see the profile)."""
+    from hypothesis import settings
+
+    from fp8_verify.suite.options import SCOPE_PREFIX
+    from fp8_verify.suite.plugin import state
+
+    scope = state(request.config).scope
+    ours = _a_suite_property._hypothesis_internal_use_settings
+    assert ours.max_examples == settings.get_profile(scope).max_examples
+    assert ours.deadline is None
+    assert not settings.get_current_profile_name().startswith(SCOPE_PREFIX)
+
+
+@pytest.mark.parametrize("ci", [False, True], ids=["local", "CI"])
+def test_a_projects_own_tests_keep_their_hypothesis_settings(pytester, monkeypatch, ci):
+    """With ``-p fp8_verify.plugin`` a project's own ``@given`` tests run as Hypothesis would run them
+    without it (100 examples; the example database on, unless ``$CI`` makes Hypothesis itself use its
+    ``ci`` profile), while a test that takes fp8-verify's fixture gets fp8-verify's profile (dev: 15
+    examples on the CPU double; ci: 40, derandomized, no database)."""
+    _fresh_project_env(monkeypatch)
+    from hypothesis._settings import _CI_VARS  # what makes Hypothesis load its ci profile by itself
+
+    for name in (*_CI_VARS, "FP8_VERIFY_PROFILE", "FP8_VERIFY_EXAMPLE_DB"):
+        monkeypatch.delenv(name, raising=False)
+    if ci:
+        monkeypatch.setenv("CI", "true")
+    pytester.makeconftest(NO_VLLM + SETTINGS_SPY)
+    pytester.makepyfile(test_mixed=SETTINGS_SEEN)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", "--fp8-dry-run").assert_outcomes(passed=2)
+    ran = {f.stem.removeprefix("ran-"): len(f.read_text()) for f in pytester.path.glob("ran-*.txt")}
+    seen = {
+        f.stem.removeprefix("settings-"): json.loads(f.read_text()) for f in pytester.path.glob("settings-*")
+    }
+    hypothesis_own = {"derandomize": ci, "database": not ci, "deadline": not ci}  # its default / its ci
+    assert ran["users_own"] == 100 and seen["test_users_own"] == hypothesis_own, (ran, seen)
+    fp8 = {"derandomize": ci, "database": not ci, "deadline": False}
+    assert ran["fp8_property"] == (40 if ci else 15) and seen["test_fp8_property"] == fp8, (ran, seen)
 
 
 def test_sticky_errors_are_recognised():
@@ -64,9 +153,10 @@ def test_plugin_in_a_fresh_project(pytester, monkeypatch):
 
 
 CRASH_CASES = {
-    # A sticky error's text without a GPU: the plugin is told every test needs the GPU.
+    # A sticky error's text without a GPU: the plugin is told every test needs the GPU (and runs on no
+    # subject: vLLM plays no part, and importing it in the controller and the workers cost ~25 s).
     "simulated": (
-        "import fp8_verify.suite.plugin as P\nP.State.needs_gpu = lambda self, item: True\n",
+        NO_VLLM + "P.State.needs_gpu = lambda self, item: True\n",
         'raise RuntimeError("CUDA error: an illegal memory access was encountered")',
         "pass",
     ),
@@ -92,8 +182,6 @@ def test_sticky_error_isolated_under_xdist(kind, pytester, monkeypatch):
     replaced and the later GPU tests run and pass in a fresh one. The JSON report keeps the first
     test's own error as the reason and says its worker was restarted."""
     _fresh_project_env(monkeypatch)
-    if kind == "simulated" and load().kernel == "real":
-        pytest.skip("the real-cuda variant runs here instead (each xdist worker imports vLLM: ~25 s)")
     conf, crash, after = CRASH_CASES[kind]
     pytester.makeconftest('pytest_plugins = ["fp8_verify.plugin"]\n' + conf)
     marks = "@pytest.mark.hopper\n" if kind == "real" else ""
@@ -103,7 +191,8 @@ def test_sticky_error_isolated_under_xdist(kind, pytester, monkeypatch):
         f"{marks}def test_b_after():\n    {after}\n\n"
         f"{marks}def test_c_after():\n    {after}\n"
     )
-    r = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "1", "--fp8-report", "r.json")
+    dry = ["--fp8-dry-run"] if kind == "simulated" else []
+    r = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "1", "--fp8-report", "r.json", *dry)
     rows = {x["property"]: x for x in json.loads((pytester.path / "r.json").read_text())["results"]}
     assert {k: v["outcome"] for k, v in rows.items()} == {
         "test_a_poisons": "failed",
@@ -134,38 +223,61 @@ def test_poison_skips_later_gpu_tests(monkeypatch):
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "test_block_fp8_property.py"
 
 
+# The project's own Hypothesis settings for the example (the plugin leaves a project's tests to them): a
+# few examples (this checks the example's wiring; the suite's properties check the kernel, 40 examples
+# each on the CPU double, where one example of this example takes up to 4 s), derandomized, no deadline
+# (an example on the double takes longer than Hypothesis' default 200 ms) and no shrinking (the planted
+# bug's first counterexample says enough).
+EXAMPLE_SETTINGS = (
+    "from hypothesis import Phase, settings\n"
+    "settings.register_profile('example', max_examples=10, derandomize=True, deadline=None,\n"
+    "                          phases=[Phase.explicit, Phase.reuse, Phase.generate])\n"
+    "settings.load_profile('example')\n"
+)
+# The same example with a bug planted in the kernel, in the same process (one vLLM import, not two).
+EXAMPLE_PLANTED = """
+import pytest
+from fp8_verify.tools.mutants.catalogue import apply, revert
+
+import test_example
+
+
+def test_the_example_catches_a_planted_bug():
+    apply("kernel-partials-12-bits")
+    try:
+        with pytest.raises(AssertionError, match="not bit-identical to the SM90 kernel's emulation"):
+            test_example.test_w8a8_block_fp8_cutlass_matmul()
+    finally:
+        revert()
+"""
+
+
 @pytest.mark.skipif(not EXAMPLE.is_file(), reason="the docs/ example is not shipped with the installed suite")
 def test_upstream_style_example(pytester, monkeypatch):
     """The worked example (a vLLM-style test rewritten as a property, docs/public-api.md) runs in a project
     of its own with the opt-in plugin and the public API -- and fails once a bug is planted in the kernel:
     partial sums one bit less precise, which the FP8 bound and vLLM's metric let through."""
     _fresh_project_env(monkeypatch)
-    monkeypatch.setenv("FP8_VERIFY_PROFILE", "ci")
-    pytester.makepyfile(test_example=EXAMPLE.read_text())
-    args = ("-p", "fp8_verify.plugin", "-p", "no:cacheprovider")
-    pytester.runpytest_subprocess(*args).assert_outcomes(passed=1)
-    monkeypatch.setenv("FP8_VERIFY_MUTANT", "kernel-partials-12-bits")
-    r = pytester.runpytest_subprocess(*args, "-p", "fp8_verify.tools.mutants.plant")
-    r.assert_outcomes(failed=1)
-    r.stdout.fnmatch_lines(["*not bit-identical to the SM90 kernel's emulation*"])
+    pytester.makeconftest(EXAMPLE_SETTINGS)
+    pytester.makepyfile(test_example=EXAMPLE.read_text(), test_planted=EXAMPLE_PLANTED)
+    r = pytester.runpytest_subprocess("-p", "fp8_verify.plugin", "-p", "no:cacheprovider", "-v")
+    r.assert_outcomes(passed=2)
+    r.stdout.fnmatch_lines(["*test_example.py::test_w8a8_block_fp8_cutlass_matmul PASSED*"])
 
 
 def test_counterexample_travels_through_a_shared_database(pytester, monkeypatch, tmp_path):
     """A counterexample found by one run (a nightly, say) is replayed by another (CI on another host)
-    through ``$FP8_VERIFY_EXAMPLE_DB``: two processes share a directory database; the second replays
-    only what is saved (``Phase.reuse``), so it fails exactly when the first saved a failure."""
+    through ``$FP8_VERIFY_EXAMPLE_DB``: two processes share a directory database. The second runs one
+    example of its own, the simplest (x = 0, which passes), so it fails exactly when the first saved a
+    failure -- and passes with an empty database."""
     _fresh_project_env(monkeypatch)
-    pytester.makeconftest('pytest_plugins = ["fp8_verify.plugin"]')
+    pytester.makeconftest(NO_VLLM)
     pytester.makepyfile(
         """
-        import os
-        from hypothesis import Phase, given, settings, strategies as st
+        from hypothesis import given, strategies as st
 
-        phases = [Phase.reuse] if os.environ.get("REUSE_ONLY") else list(Phase)
-
-        @settings(phases=phases)
-        @given(st.integers(0, 1000))
-        def test_small(x):
+        @given(x=st.integers(0, 1000))
+        def test_small(x, fp8_record):  # fp8-verify's fixture: its profile (and database) apply
             assert x < 500
         """
     )
@@ -174,13 +286,12 @@ def test_counterexample_travels_through_a_shared_database(pytester, monkeypatch,
     monkeypatch.setenv("FP8_VERIFY_PROFILE", "nightly")
     pytester.runpytest_subprocess(*args).assert_outcomes(failed=1)  # finds x = 500 and saves it
     monkeypatch.setenv("FP8_VERIFY_PROFILE", "ci")
-    monkeypatch.setenv("REUSE_ONLY", "1")
-    replay = pytester.runpytest_subprocess(*args)
+    replay = pytester.runpytest_subprocess(*args, "--fp8-examples", "1")
     replay.assert_outcomes(failed=1)  # the ci profile reads the shared database...
     replay.stdout.fnmatch_lines(["*x=500*"])
     monkeypatch.setenv("FP8_VERIFY_EXAMPLE_DB", str(tmp_path / "empty"))
-    # ...and with an empty one has nothing to replay (Hypothesis skips a test that ran no example)
-    pytester.runpytest_subprocess(*args).assert_outcomes(skipped=1)
+    # ...and with an empty one runs only its own example, which passes
+    pytester.runpytest_subprocess(*args, "--fp8-examples", "1").assert_outcomes(passed=1)
 
 
 def test_finding_xfail_holds_only_for_its_own_failure(pytester, monkeypatch):
@@ -224,7 +335,7 @@ def test_a_stopped_run_keeps_its_report(pytester, monkeypatch):
     import time
 
     _fresh_project_env(monkeypatch)
-    pytester.makeconftest('pytest_plugins = ["fp8_verify.plugin"]')
+    pytester.makeconftest(NO_VLLM)
     pytester.makepyfile(
         """
         import pathlib, time
@@ -238,7 +349,7 @@ def test_a_stopped_run_keeps_its_report(pytester, monkeypatch):
         """
     )
     run = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--fp8-report", "r.json"],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--fp8-report", "r.json", "--fp8-dry-run"],
         cwd=pytester.path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -347,7 +458,7 @@ def test_one_property_split_over_shards(pytester, monkeypatch, profile):
     with a pinned seed every shard would draw the same examples, so that is refused in one line."""
     _fresh_project_env(monkeypatch)
     monkeypatch.setenv("FP8_VERIFY_PROFILE", profile)
-    pytester.makeconftest('pytest_plugins = ["fp8_verify.plugin"]')
+    pytester.makeconftest(NO_VLLM)
     pytester.makepyfile(test_sharded=SHARDED)
     args = ("-p", "no:cacheprovider", "--fp8-dry-run", "--fp8-examples", "9", "--fp8-report", "r.json")
     pytester.runpytest_subprocess(*args, "--fp8-shards", "3").assert_outcomes(passed=3)

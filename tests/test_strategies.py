@@ -11,8 +11,8 @@ from hypothesis.errors import InvalidArgument
 
 from fp8_verify.errors import UsageError
 from fp8_verify.problem import ProblemSpec, budget, build, cdiv, problem_bytes
+from fp8_verify.strategies import block_shapes, m_dims, nk_dims, problem_specs, value_regimes
 from fp8_verify.suite.options import examples
-from strategies import block_shapes, m_dims, nk_dims, problem_specs, value_regimes
 
 pytestmark = [pytest.mark.cpu, pytest.mark.selftest]
 
@@ -125,7 +125,7 @@ def test_a_path_compiling_per_m_draws_few_m(aligned):
     rule (a 1,000-example run must not compile 1,000 graphs); a path with M dynamic is not limited."""
     from types import SimpleNamespace
 
-    from strategies.dims import STATIC_M_VALUES, m_dims_for
+    from fp8_verify.strategies.dims import STATIC_M_VALUES, m_dims_for
 
     def path(dynamic_m: bool):
         return SimpleNamespace(

@@ -134,3 +134,27 @@ def test_plugin_exports_every_hook_and_fixture():
     }
     assert "gemm" in defined and "pytest_configure" in defined
     assert defined <= set(public.__all__), sorted(defined - set(public.__all__))
+
+
+def test_strategies_are_imported_as_fp8_verify_strategies():
+    """The strategies are ``fp8_verify.strategies`` (the repository's ``strategies/``; in a checkout
+    through the symlink ``fp8_verify/strategies``): a top-level ``strategies`` would collide with any
+    other package of that name, so nothing of fp8-verify imports it."""
+    import fp8_verify.strategies as strategies
+
+    if (ROOT / "strategies").is_dir():  # a checkout
+        assert Path(strategies.__file__).resolve().parent == (ROOT / "strategies").resolve()
+
+    def top_level(node: ast.AST) -> bool:
+        if isinstance(node, ast.ImportFrom):
+            return node.level == 0 and (node.module or "").split(".")[0] == "strategies"
+        return isinstance(node, ast.Import) and any(a.name.split(".")[0] == "strategies" for a in node.names)
+
+    files = [f for d in ("fp8_verify", "strategies", "tests", "repros") for f in (ROOT / d).rglob("*.py")]
+    found = sorted(
+        f"{f.relative_to(ROOT)}:{node.lineno}"
+        for f in files
+        for node in ast.walk(ast.parse(f.read_text()))
+        if top_level(node)
+    )
+    assert not found, f"imports of a top-level strategies package (use fp8_verify.strategies): {found}"

@@ -4,21 +4,36 @@ Profiles: ``dev`` (local default: few examples), ``ci`` (default when ``$CI`` is
 deadline, no example database, fixed counts) and ``nightly`` (25x). Chosen with ``--hypothesis-profile``,
 ``$FP8_VERIFY_PROFILE`` or ``fp8-verify check --profile``.
 
+They apply to fp8-verify's own items only (its suite's test files, and tests that take its fixtures or
+carry its markers; :func:`owns`): a project that loads the plugin keeps Hypothesis' settings -- its own
+profile, or Hypothesis' defaults -- for its own tests. So fp8-verify's profile is never loaded globally:
+it is registered as ``fp8-verify-<name>`` and made Hypothesis' default only while fp8-verify's test
+modules import and its items are parametrized (:func:`scoped`), which is when Hypothesis and
+``@settings`` read the default; its ``@given`` tests without settings of their own get it by
+``@settings`` (:func:`apply`). The plain names are registered too, with Hypothesis' defaults, so that
+``--hypothesis-profile dev`` loads (never over a profile of the same name -- Hypothesis' own ``ci``, or a
+user's).
+
 Counterexamples travel between hosts and runs through Hypothesis' example databases:
 ``$FP8_VERIFY_EXAMPLE_DB`` names one -- a directory (shared, e.g. a mounted volume), ``github:OWNER/REPO``
 (the CI artifacts of a GitHub repository, ``GitHubArtifactDatabase``) or ``redis://HOST:PORT``
 (``hypothesis.extra.redis``). ``dev`` and ``nightly`` read and write it; ``ci`` only reads it, replaying
 every saved counterexample before its own examples, with a fixed seed in place of derandomization (which
 Hypothesis allows only without a database), so a failure a nightly run found on one host fails CI on
-another.
+another. That seed is Hypothesis' ``--hypothesis-seed``, which holds for every test of the session (a
+project's own too): Hypothesis' per-test ``@seed`` would turn the database off.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, Verbosity, settings
+from hypothesis.errors import InvalidArgument
 
 from ..errors import UsageError, whole_number
 
@@ -75,21 +90,89 @@ def max_examples(profile: str, real: bool, override: int | None = None) -> int:
     return override or (MAX_EXAMPLES_REAL if real else MAX_EXAMPLES)[profile]
 
 
-def register_profiles(real: bool = False, override: int | None = None) -> None:
-    """The three profiles, with example counts for where the kernel runs (registered again once the
-    subject is loaded; Hypothesis' plugin loads ``--hypothesis-profile`` after that)."""
+SCOPE_PREFIX = "fp8-verify-"  # fp8-verify's profiles, as registered with Hypothesis
+FIXTURES = ("gemm", "fp8_record", "fp8_shard")  # a test that takes one of these is fp8-verify's
+MARKERS = ("paths", "sharded")  # likewise a test marked so
+
+
+def profile_settings(profile: str, real: bool = False, override: int | None = None, **extra: Any) -> settings:
+    """fp8-verify's settings for ``profile``, built on Hypothesis' own defaults (never on a profile the
+    project loaded), with example counts for where the kernel runs."""
     shared = example_database()
-    local = {} if shared is None else {"database": shared}
-    n = {p: max_examples(p, real, override) for p in PROFILES}
-    settings.register_profile("dev", max_examples=n["dev"], **local, **_COMMON)
-    if shared is None:
-        ci = {"derandomize": True, "database": None}
-    else:
+    if profile == "ci" and shared is None:
+        own: dict[str, Any] = {"derandomize": True, "database": None, "print_blob": True}
+    elif profile == "ci":
         from hypothesis.database import ReadOnlyDatabase
 
-        ci = {"database": ReadOnlyDatabase(shared)}
-    settings.register_profile("ci", max_examples=n["ci"], print_blob=True, **ci, **_COMMON)
-    settings.register_profile("nightly", max_examples=n["nightly"], **local, **_COMMON)
+        own = {"database": ReadOnlyDatabase(shared), "print_blob": True}
+    else:
+        own = {} if shared is None else {"database": shared}
+    n = max_examples(profile, real, override)
+    return settings(settings.get_profile("default"), max_examples=n, **own, **_COMMON, **extra)
+
+
+def register_names() -> None:
+    """Let ``--hypothesis-profile dev|ci|nightly`` load in Hypothesis' plugin: a name Hypothesis does not
+    know yet is registered with its defaults (fp8-verify's items get fp8-verify's profile of that name all
+    the same); a name it knows -- its own ``ci``, a user's ``dev`` -- is left as it is."""
+    for name in PROFILES:
+        try:
+            settings.get_profile(name)
+        except InvalidArgument:
+            settings.register_profile(name, settings.get_profile("default"))
+
+
+def chosen_profile(config: pytest.Config) -> str:
+    """The profile of fp8-verify's items: ``--hypothesis-profile`` (fp8-verify's of that name, or a user's
+    profile, which then applies to them as it is), else ``$FP8_VERIFY_PROFILE`` or ``$CI``."""
+    return config.getoption("hypothesis_profile", None) or profile_from_env()
+
+
+def register_scoped(config: pytest.Config, profile: str, real: bool) -> str:
+    """Register fp8-verify's ``profile`` (with Hypothesis' ``--hypothesis-verbosity`` and
+    ``--hypothesis-explain``, which Hypothesis applies only to its global default) as
+    ``fp8-verify-<profile>``; returns the name :func:`scoped` loads (a user's profile: its own name)."""
+    if profile not in PROFILES:
+        return profile
+    extra: dict[str, Any] = {}
+    verbosity = config.getoption("hypothesis_verbosity", None)
+    if verbosity:
+        extra["verbosity"] = Verbosity[verbosity]
+    if config.getoption("hypothesis_explain", None):
+        extra["phases"] = (*settings.get_profile("default").phases, Phase.explain)
+    name = SCOPE_PREFIX + profile
+    settings.register_profile(
+        name, profile_settings(profile, real, config.getoption("--fp8-examples"), **extra)
+    )
+    return name
+
+
+@contextlib.contextmanager
+def scoped(name: str) -> Iterator[None]:
+    """Hypothesis' default settings are profile ``name`` inside, and what they were outside: fp8-verify's
+    modules import and its items are parametrized in here, so that ``@given`` and ``@settings`` (which
+    read the default then) see its profile and a project's own tests never do."""
+    before = settings.get_current_profile_name()
+    settings.load_profile(name)
+    try:
+        yield
+    finally:
+        settings.load_profile(before)
+
+
+def owns(fixturenames: list[str] | tuple[str, ...], has_marker: Any) -> bool:
+    """Whether a test outside fp8-verify's test files is one of its items: it takes one of its fixtures
+    or carries one of its markers (``has_marker(name)``)."""
+    return any(f in fixturenames for f in FIXTURES) or any(has_marker(m) for m in MARKERS)
+
+
+def apply(function: Any, name: str) -> None:
+    """Give a ``@given`` test with no ``@settings`` of its own the profile ``name`` (Hypothesis' settings
+    decorator, above ``@given``); a test's own settings stay as they are."""
+    if not getattr(function, "is_hypothesis_test", False):
+        return
+    with contextlib.suppress(InvalidArgument):  # it has settings of its own
+        settings(settings.get_profile(name))(function)
 
 
 def fixed_seed_for(config: pytest.Config, profile: str) -> None:
@@ -113,17 +196,21 @@ def profile_from_env() -> str:
 
 def check_environment() -> None:
     """Every environment variable the suite reads, validated up front (a bad one is a usage error, not a
-    test failure): the profile and the problem-size budgets."""
+    test failure): the profile, the problem-size budgets and the wait on a native build's lock."""
     from ..problem import budget
+    from .guard import wait_limit
 
     profile_from_env()
+    wait_limit()
     for fn in (budget.memory_budget, budget.work_budget):
         fn.cache_clear()
         fn()
 
 
 def current_profile() -> str:
-    return settings.get_current_profile_name()
+    """The profile in force: fp8-verify's inside :func:`scoped` (as its test modules import), else
+    Hypothesis' current one."""
+    return settings.get_current_profile_name().removeprefix(SCOPE_PREFIX)
 
 
 def examples(n: int) -> int:

@@ -11,12 +11,15 @@
 ================  ==================================================================================
 
 Enable it with ``-p fp8_verify.plugin`` (or ``pytest_plugins = ["fp8_verify.plugin"]`` in a conftest);
-this repository's conftest does. Session state lives on ``config.stash``.
+this repository's conftest does. Session state lives on ``config.stash``. Its Hypothesis profiles touch
+only its own items (``options``): a project's own ``@given`` tests keep their settings.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
@@ -34,9 +37,14 @@ from .records import PATH_KEY, RECORD_KEY, Recorder, Results
 class State:
     """What one session knows: the subject, its paths, where artifacts go, and the plugin objects."""
 
-    def __init__(self, config: pytest.Config, subject: Subject, registry: Registry) -> None:
+    def __init__(
+        self, config: pytest.Config, subject: Subject, registry: Registry, profile: str, scope: str
+    ) -> None:
         self.subject = subject
         self.registry = registry
+        self.profile = profile  # fp8-verify's profile (dev, ci, nightly) or a user's, for the report
+        self.scope = scope  # its name as registered with Hypothesis (options.scoped)
+        self.suite = suite_dir()
         self.compile_backend = (
             compiled.default_backend(subject.kernel == "real") if subject.available else None
         )
@@ -55,6 +63,22 @@ class State:
 
     def needs_gpu(self, item: pytest.Item) -> bool:
         return item.get_closest_marker("hopper") is not None or self.subject.kernel == "real"
+
+    def owns_file(self, path: Path) -> bool:
+        """A test file of fp8-verify's suite (a checkout's tests/, or the installed properties)."""
+        return self.suite is not None and Path(path).resolve().is_relative_to(self.suite)
+
+
+def suite_dir() -> Path | None:
+    """Where fp8-verify's own test files are: a checkout's ``tests/`` beside this package (as the CLI
+    runs them), else the installed ``fp8_verify.properties``."""
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "tests").is_dir() and (checkout / "conftest.py").is_file():
+        return checkout / "tests"
+    spec = importlib.util.find_spec("fp8_verify.properties")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
 
 
 STATE = pytest.StashKey[State]()
@@ -79,10 +103,7 @@ def state(config: pytest.Config) -> State:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     options.addoption(parser)
-    try:
-        options.register_profiles()  # before Hypothesis's own plugin loads --hypothesis-profile
-    except UsageError as e:
-        raise pytest.UsageError(f"fp8-verify: {e}") from None
+    options.register_names()  # before Hypothesis' own plugin loads --hypothesis-profile
 
 
 def _require(config: pytest.Config, s: Subject) -> None:
@@ -119,10 +140,8 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         options.check_environment()
         s = load()
-        options.register_profiles(s.kernel == "real", config.getoption("--fp8-examples"))
-        profile = config.getoption("hypothesis_profile", None) or options.profile_from_env()
-        if not config.getoption("hypothesis_profile", None):
-            settings.load_profile(profile)
+        profile = options.chosen_profile(config)
+        scope = options.register_scoped(config, profile, s.kernel == "real")
         options.fixed_seed_for(config, profile)
         shards.check(config)
         registry = Registry(default().specs())
@@ -133,17 +152,37 @@ def pytest_configure(config: pytest.Config) -> None:
     _require(config, s)
     if s.kernel == "real":
         isolation.limit_gpu_memory()
-    st = config.stash[STATE] = State(config, s, registry)
+    st = config.stash[STATE] = State(config, s, registry, profile, scope)
     for name, obj in (("results", st.results), ("isolation", st.isolation), ("expected", st.expected)):
         config.pluginmanager.register(obj, f"fp8_verify_{name}")
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, object, object]:
+    """A test module of fp8-verify's suite imports and is parametrized under its profile (``@given`` and
+    ``@settings`` read Hypothesis' default then); no other module is."""
+    config = collector.config
+    if (
+        isinstance(collector, pytest.Module)
+        and STATE in config.stash
+        and state(config).owns_file(collector.path)
+    ):
+        with options.scoped(state(config).scope):
+            return (yield)
+    return (yield)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    st = state(metafunc.config)
     if "gemm" in metafunc.fixturenames:
-        st = state(metafunc.config)
         specs = selection.select(st.registry, st.subject, metafunc.definition.get_closest_marker("paths"))
         metafunc.parametrize("gemm", [p.name for p in specs], indirect=True, ids=[p.name for p in specs])
-    shards.parametrize(metafunc)
+    if st.owns_file(metafunc.definition.path) or options.owns(
+        metafunc.fixturenames, metafunc.definition.get_closest_marker
+    ):  # a test of fp8-verify's: its profile, also in a project's own test file
+        with options.scoped(st.scope):
+            shards.parametrize(metafunc)
+        options.apply(metafunc.function, st.scope)
 
 
 @pytest.fixture
@@ -180,7 +219,9 @@ def fp8_record(request: pytest.FixtureRequest):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    shards.seed_item(item)
+    if item.get_closest_marker(shards.MARKER) is not None:
+        with options.scoped(state(item.config).scope):  # the shard's profile says whether to derandomize
+            shards.seed_item(item)
 
 
 def _named_files(config: pytest.Config) -> bool:
@@ -207,13 +248,22 @@ def _deselect_self_tests(config: pytest.Config, items: list[pytest.Item]) -> Non
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    if STATE not in config.stash or state(config).subject.kernel != "real":
+    if STATE not in config.stash:
         return []
+    st = state(config)
+    n = settings.get_profile(st.scope).max_examples
+    lines = [f"fp8-verify: profile {st.profile!r} for its own tests ({n} examples per property)"]
+    if st.subject.kernel != "real":
+        return lines
     if config.getoption("--fp8-self-tests") or _named_files(config):
-        return ["fp8-verify: self-tests run on the real kernel too (--self-tests, or their files named)"]
+        return [
+            *lines,
+            "fp8-verify: self-tests run on the real kernel too (--self-tests, or their files named)",
+        ]
     return [
+        *lines,
         "fp8-verify: the self-tests that do not touch the real kernel are deselected here (the CPU CI runs "
-        "them; --self-tests runs them here)"
+        "them; --self-tests runs them here)",
     ]
 
 
@@ -262,7 +312,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         seen = sorted({r["finding"] for r in results if r.get("finding")})
         doc = jsonreport.document(
             st.subject,
-            options.current_profile(),
+            st.profile,
             results,
             [findings.get(f).to_dict() for f in seen],
             st.results.seconds(),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from strategies.shapes import SHAPES
+from fp8_verify.strategies.shapes import SHAPES
 
 from ..judge.bound import oracle
 from ..judge.exact import emulate, judge_exact

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from strategies.shapes import Shape
+from fp8_verify.strategies.shapes import Shape
 
 from ...problem import FP8, BlockScaledProblem, cdiv, column_major
 from .config import Config

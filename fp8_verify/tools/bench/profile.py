@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from strategies.shapes import Shape
+from fp8_verify.strategies.shapes import Shape
 
 from .paths import BenchPaths, round4
 from .point import activations, weights

@@ -1,9 +1,9 @@
 """What the bench measures by default: which model weight shapes (the table itself is the suite's,
-:mod:`strategies.shapes`) and which token counts M."""
+:mod:`fp8_verify.strategies.shapes`) and which token counts M."""
 
 from __future__ import annotations
 
-from strategies.shapes import SHAPES, Shape
+from fp8_verify.strategies.shapes import SHAPES, Shape
 
 QUICK_SHAPES = ("dsv3.fused_qkv_a_proj", "dsv3.o_proj", "dsv3.mlp.gate_up_proj", "qwen3-8b.qkv_proj")
 DRY_SHAPES: tuple[Shape, ...] = (  # tiny, for the CPU double; one with a partial last N block

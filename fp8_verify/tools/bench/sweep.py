@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from strategies.shapes import Shape
+from fp8_verify.strategies.shapes import Shape
 
 from ...errors import UsageError
 from ...subject import compiled, cpu_kernel

@@ -29,10 +29,12 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from hypothesis import Phase, settings
 
-    name = settings.get_current_profile_name()
-    phases = [p for p in settings.default.phases if p not in (Phase.shrink, Phase.explain)]
-    settings.register_profile(f"{name}-mutants", settings.get_profile(name), phases=phases, database=None)
-    settings.load_profile(f"{name}-mutants")
+    from ...suite.plugin import state
+
+    # fp8-verify's items run under its own profile, which is not Hypothesis' global one (suite.options)
+    name = state(config).scope
+    phases = [p for p in settings.get_profile(name).phases if p not in (Phase.shrink, Phase.explain)]
+    settings.register_profile(name, settings.get_profile(name), phases=phases, database=None)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
