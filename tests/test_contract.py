@@ -10,11 +10,12 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 from fp8_verify.problem import ProblemSpec, build
+from fp8_verify.strategies import m_dims
+from fp8_verify.subject.registry import GEMM
 from fp8_verify.subject.releases import MRule
 from fp8_verify.suite.contract import CASES, check_contract
 from fp8_verify.suite.options import examples
 from fp8_verify.suite.properties import device
-from strategies import m_dims
 
 pytestmark = pytest.mark.cpu
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.cpu
 # Paths that trace vLLM's own function body (its torch.cond) compile a graph per case and layout (and per M
 # when static) and, on 0.23, do not compile at all with M dynamic (FV-001): they are judged by the numeric
 # properties; compiled paths around the registered ops are in the contract.
-@pytest.mark.paths(traces=False)
+@pytest.mark.paths(traces=False, family=GEMM)
 @pytest.mark.parametrize("m_mod", ["aligned", "unaligned"])
 @pytest.mark.parametrize("case", [c for c in CASES if c != "canonical"])
 @settings(max_examples=examples(6))
@@ -64,4 +65,40 @@ def test_a_triton_compile_error_is_never_a_clear_rejection():
     assert got.kind == "unclear-error" and got.detail.endswith("Unsupported rhs dtype fp8e4nv"), got
     assert (
         outcome(CASES["a_fp16"], Raising(ValueError("A must be float8, got float16")), p).kind == "rejected"
+    )
+
+
+def test_a_rejection_is_judged_on_its_message():
+    """An error names the problem by its message, not by where it was raised: a message-less stable-ABI
+    check located in scaled_mm_blockwise_sm90_fp8.cu ("block" in the file and function name) does not
+    name a block-shape or a K/N-not-16 problem, while the same location with a message that says what
+    was checked does. Python-style and C++ locations ("file.py:12", "(Triggered internally at
+    /path/x.cpp:5)") do not count either."""
+    from fp8_verify.suite.contract import message_of, outcome
+
+    class Raising:
+        name = "raising"
+
+        def __init__(self, exc: Exception) -> None:
+            self.exc = exc
+
+        def call(self, *args):
+            raise self.exc
+
+    p = build(ProblemSpec(m=8, n=256, k=256, seed=0), torch.device("cpu"))
+    where = (
+        "cutlass_scaled_mm_blockwise_sm90_fp8, /workspace/csrc/libtorch_stable/quantization/w8a8/"
+        "cutlass/c3x/scaled_mm_blockwise_sm90_fp8.cu:17, "
+    )
+    for case in ("k_not16", "n_not16", "block_64x128", "block_128x64"):
+        got = outcome(CASES[case], Raising(RuntimeError(where)), p)
+        assert got.kind == "unclear-error", (case, got)
+    said = where + "b_scale_group_shape must be [128, 128]."
+    assert outcome(CASES["block_64x128"], Raising(RuntimeError(said)), p).kind == "rejected"
+    elsewhere = "check failed at /src/blockwise/group_stride.cpp:5 (see block_utils.py:12, line 40)"
+    for case in ("block_64x128", "a_sliced", "a_scale_row_major"):
+        assert outcome(CASES[case], Raising(ValueError(elsewhere)), p).kind == "unclear-error", case
+    assert message_of(where) == ""
+    assert message_of("dispatch_scaled_mm, /x/c3x/scaled_mm_helper.hpp, a scale must be 2d tensor.") == (
+        "a scale must be 2d tensor."
     )

@@ -12,6 +12,7 @@ a silent wrong answer (or an unclear error) and gets a FINDINGS.md entry.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -19,7 +20,9 @@ import torch
 
 from ..judge.bound import oracle
 from ..judge.verdict import judge
+from ..numerics import sm90_blockwise_gemm, uses_blockwise_kernel
 from ..problem import BlockScaledProblem, column_major
+from ..subject.cpu_kernel import _as_kernel_reads
 from ..subject.registry import GemmPath
 from .isolation import is_sticky_cuda_error
 
@@ -140,7 +143,7 @@ CASES: dict[str, Case] = {
             "b_col_major",
             "B stored column-major ([N, K] with strides (1, N))",
             lambda p: _with(p, b=column_major(p.b)),
-            ("stride",),
+            ("stride", "major"),  # DeepGEMM: "major_b == cute::UMMA::Major::K" (B must be K-major)
         ),
         Case(
             "a_e5m2",
@@ -295,6 +298,10 @@ class Outcome:
     detail: str
     max_ratio: float | None = None
     error: BaseException | None = None  # what the path raised, if it did
+    # What a finding needs to check its prediction of a wrong answer: the arguments the path was given
+    # (the case's, not the logical problem's) and what it returned.
+    args: Args | None = None
+    output: torch.Tensor | None = None
 
     def ok(self) -> bool:
         return self.kind in ("correct", "rejected")
@@ -302,11 +309,21 @@ class Outcome:
 
 class ContractFailure(AssertionError):
     """A contract cell that is neither correct nor a clear rejection; raised from the path's own error,
-    if any, so that a finding's signature can name that error (fp8_verify.suite.findings)."""
+    if any, so that a finding's signature can name that error (fp8_verify.suite.findings). It carries the
+    case's arguments, the path's output and whether the path pads M (copies A and its scales when
+    M % 4 != 0), so that a signature can compute the wrong answer its finding predicts."""
 
-    def __init__(self, case: Case, path: str, problem: str, res: Outcome) -> None:
+    def __init__(self, case: Case, path: str, problem: str, res: Outcome, pads_m: bool = False) -> None:
         super().__init__(f"{path} on {case.name} ({case.description}), {problem}: {res.kind}: {res.detail}")
-        self.case, self.path, self.outcome = case, path, res
+        self.case, self.path, self.outcome, self.pads_m = case, path, res, pads_m
+
+    @property
+    def case_args(self) -> Args | None:  # not ``args``: BaseException.args is the exception's own
+        return self.outcome.args
+
+    @property
+    def output(self) -> torch.Tensor | None:
+        return self.outcome.output
 
 
 def check_contract(case: Case, path: GemmPath, p: BlockScaledProblem) -> Outcome:
@@ -315,8 +332,30 @@ def check_contract(case: Case, path: GemmPath, p: BlockScaledProblem) -> Outcome
     __tracebackhide__ = True
     res = outcome(case, path, p)
     if not res.ok():
-        raise ContractFailure(case, path.name, p.describe(), res) from res.error
+        pads_m = bool(getattr(getattr(path, "spec", None), "pads_m", False))
+        raise ContractFailure(case, path.name, p.describe(), res, pads_m) from res.error
     return res
+
+
+# The stable-ABI STD_TORCH_CHECK's "<function>, <file>[:<line>], " before the message (FV-008), and any
+# file name, path or source position elsewhere in the text: a check located in
+# scaled_mm_blockwise_sm90_fp8.cu does not name a block-shape problem by being located there.
+_ABI_PREFIX = re.compile(r"^\s*[\w:~<>]+, (?:\S*/)?[\w.-]+\.\w+(?::\d+)*, ?")
+_SOURCE_EXT = r"(?:cu|cuh|cpp|cc|cxx|c|h|hpp|hh|inl|py|pyx)"
+_LOCATIONS = re.compile(
+    rf"(?:[\w.~-]*/)*[\w.-]+\.{_SOURCE_EXT}(?::\d+)*\b"  # file.cu:17, a/b/file.hpp
+    r"|(?<![\w/])/[\w.~/-]+"  # an absolute path
+    r"|\bline \d+\b|\bat \d+:\d+:?"  # 'line 12', 'at 67:23:'
+)
+
+
+def message_of(text: str) -> str:
+    """The message of an error's text, lower case, without where it was raised: the stable-ABI prefix
+    ``function, /path/file.cu:NN, ``, file names, paths and source positions go (a location says where the
+    check is, not what it checked), and so does a C++ backtrace after "Exception raised from"."""
+    text = text.split("Exception raised from", 1)[0]
+    text = _ABI_PREFIX.sub("", text, count=1)
+    return _LOCATIONS.sub(" ", text).lower()
 
 
 def outcome(case: Case, path: GemmPath, p: BlockScaledProblem) -> Outcome:
@@ -324,15 +363,15 @@ def outcome(case: Case, path: GemmPath, p: BlockScaledProblem) -> Outcome:
     args, logical = case.make(p)
     try:
         out = path.call(*args)  # compiled paths: each case's dtypes and strides are a new graph
-    except Exception as e:  # whatever the path raises is judged by its type and text below
+    except Exception as e:  # whatever the path raises is judged by its type and message below
         lines = str(e).strip().splitlines()
         first = lines[0] if lines else ""
         text = f"{type(e).__name__}: {first}"
-        said = str(e).lower()
+        said = message_of(str(e))
         if "torch._dynamo" in type(e).__module__ or "BackendCompilerFailed" in type(e).__name__:
             # A compile failure's text is a long trace of the graph break: only its first line counts
             # as telling the caller what is wrong.
-            text, said = f"{type(e).__name__} (compile failed)", first.lower()
+            text, said = f"{type(e).__name__} (compile failed)", message_of(first)
         elif type(e).__module__.startswith("triton."):
             # Triton's compiler stopped inside the kernel: its text is a line of the kernel's source and
             # a complaint about the kernel's own types ("Unsupported rhs dtype fp8e4nv" for an fp16 A),
@@ -340,10 +379,15 @@ def outcome(case: Case, path: GemmPath, p: BlockScaledProblem) -> Outcome:
             text, said = f"{type(e).__name__} (Triton compile failed): {lines[-1] if lines else ''}", ""
         # A CUDA fault is a crash, whatever words its text happens to contain ("misaligned address").
         named = not is_sticky_cuda_error(e) and any(w in said for w in case.words)
-        return Outcome("rejected" if named else "unclear-error", text[:300], error=e)
+        return Outcome("rejected" if named else "unclear-error", text[:300], error=e, args=args)
     if logical.m == 0:
         ok = tuple(out.shape) == (0, logical.n) and out.dtype == logical.out_dtype
-        return Outcome("correct" if ok else "silent-wrong", f"returned {tuple(out.shape)} {out.dtype}")
+        return Outcome(
+            "correct" if ok else "silent-wrong",
+            f"returned {tuple(out.shape)} {out.dtype}",
+            args=args,
+            output=out,
+        )
     v = judge(out, oracle(logical), logical, path.name)
     if v.ok:
         return Outcome("correct", f"max err/bound {v.max_ratio:.3g}", v.max_ratio)
@@ -352,4 +396,45 @@ def outcome(case: Case, path: GemmPath, p: BlockScaledProblem) -> Outcome:
         f"max err/bound {v.max_ratio:.3g}, {v.bad_elements} of "
         f"{v.shape[0] * v.shape[1]} elements out of bound",
         v.max_ratio,
+        args=args,
+        output=out,
     )
+
+
+def predicted_output(failure: BaseException) -> torch.Tensor | None:
+    """What the SM90 block-wise kernel returns when it reads every operand as packed (the silent-wrong
+    findings' model, :func:`~fp8_verify.subject.cpu_kernel._as_kernel_reads`, measured on an H100), on the
+    arguments that reach ``torch.ops._C.cutlass_scaled_mm`` from the failing path: vLLM's wrappers pass
+    ``B.T`` and ``Bs.T``, and a path that pads M copies A into a zeroed packed [M', K] buffer and its
+    scales into a ones-filled M-major one when M % 4 != 0 (``_padded_cutlass``). None when the failure
+    carries no arguments or they would not reach the block-wise kernel."""
+    args, out = getattr(failure, "case_args", None), getattr(failure, "output", None)
+    if args is None or out is None:
+        return None
+    a, b, a_s, b_s, _block, out_dtype = args
+    m = a.size(0)
+    rows = m
+    if getattr(failure, "pads_m", False) and m % 4:
+        rows = m + 4 - m % 4
+        padded = torch.zeros((rows, *a.shape[1:]), dtype=a.dtype, device=a.device)
+        padded[:m].copy_(a)
+        scales = torch.ones((*a_s.shape[1:], rows), dtype=a_s.dtype, device=a_s.device).permute(-1, -2)
+        scales[:m].copy_(a_s)
+        a, a_s = padded, scales
+    b_op, b_s_op = b.T, b_s.T
+    if not uses_blockwise_kernel(rows, b_op.size(1), a_s.numel(), b_s_op.numel()):
+        return None
+    a8, b8, sa, sb = _as_kernel_reads(a, b_op, a_s, b_s_op)
+    return sm90_blockwise_gemm(a8, b8.t(), sa, sb.t(), out_dtype)[:m]
+
+
+def same_bits(x: torch.Tensor | None, y: torch.Tensor | None) -> bool:
+    """``x`` and ``y`` hold the same bits: same shape, dtype and device, every element, NaN equal to NaN
+    whatever its payload (the hardware's 0x7FFF and torch's CPU 0x7FC0, as :mod:`fp8_verify.judge.exact`)."""
+    if x is None or y is None or x.shape != y.shape or x.dtype != y.dtype or x.device != y.device:
+        return False
+    ints = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[x.element_size()]
+    same = x.contiguous().view(ints) == y.contiguous().view(ints)
+    if x.is_floating_point():
+        same |= torch.isnan(x) & torch.isnan(y)
+    return bool(same.all())
