@@ -11,6 +11,7 @@ Small pieces that compose: :func:`m_dims` / :func:`nk_dims` draw dimensions with
 """
 
 from .dims import m_dims, m_dims_for, nk_dims
+from .layers import build_for, layer_specs, layer_weight_dims, specs_for
 from .problems import (
     block_shapes,
     out_dtypes,
@@ -26,6 +27,9 @@ __all__ = [
     "SHAPES",
     "Shape",
     "block_shapes",
+    "build_for",
+    "layer_specs",
+    "layer_weight_dims",
     "m_dims",
     "m_dims_for",
     "nk_dims",
@@ -33,6 +37,7 @@ __all__ = [
     "problem_specs",
     "problems",
     "scale_regimes",
+    "specs_for",
     "value_regimes",
     "weight_dims",
     "weight_shapes",

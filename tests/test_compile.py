@@ -12,11 +12,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from fp8_verify.problem import ProblemSpec, build
+from fp8_verify.strategies import m_dims, nk_dims, problem_specs
 from fp8_verify.subject import compiled
 from fp8_verify.subject.vllm import load
 from fp8_verify.suite.options import examples
 from fp8_verify.suite.properties import device
-from strategies import m_dims, nk_dims, problem_specs
 
 pytestmark = pytest.mark.cpu
 

@@ -1,8 +1,14 @@
-"""The bit-exact property: every path that ends in the SM90 CUTLASS kernel gives, bit for bit, what that
-kernel's arithmetic gives -- Hopper's wgmma modelled as MMA-Sim does, promotion to fp32 every 128 K with
-one fma, round to nearest at the end (fp8_verify/numerics, docs/numerics.md). On Hopper this holds the
-real kernel to its emulation; on the CPU double, whose arithmetic is that emulation, it holds vLLM's
-routing (padding, slicing, the op registrations, compilation) to the kernel's bits."""
+"""The bit-exact property: every row whose kernel arithmetic is known gives, bit for bit, what that
+arithmetic gives -- Hopper's wgmma modelled as MMA-Sim does, promotion to fp32 every 128 K (one fma for
+CUTLASS and DeepGEMM, the scales one after the other for vLLM's Triton GEMM), round to nearest at the end
+(fp8_verify/numerics, fp8_verify/subject/kernels.py, docs/numerics.md); a layer composed with the exact
+emulation of vLLM's quantization, a quantization row against that emulation alone.
+
+What each tier tests: on Hopper this holds the real kernels to their emulations. On the CPU doubles,
+whose arithmetic *is* those emulations, a GEMM row compares the emulation with itself through vLLM's
+routing: it holds vLLM's Python (padding, slicing, op registrations, compilation, the layer's weight
+processing and quantization calls) to the kernel's bits, not the arithmetic. The arithmetic's evidence on
+the CPU is the replayed hardware corpus (tests/test_corpus.py) and MMA-Sim (tests/test_numerics.py)."""
 
 from __future__ import annotations
 
@@ -10,21 +16,19 @@ import pytest
 from hypothesis import given, note
 from hypothesis import strategies as st
 
-from fp8_verify.problem import build
-from fp8_verify.subject.registry import CUTLASS_SM90
+from fp8_verify.strategies import build_for, specs_for
 from fp8_verify.suite.properties import check_bit_exact, device
-from strategies import m_dims_for, problem_specs
 
 pytestmark = pytest.mark.cpu
 
 
-@pytest.mark.paths(kernel=CUTLASS_SM90)
+@pytest.mark.paths(exact=True)
 @pytest.mark.sharded
 @given(data=st.data())
 def test_bit_exact(gemm, data, fp8_record):
-    """The path's output equals the emulation of the SM90 kernel bit for bit (NaN equal to NaN), for
-    every M its kernel takes, real checkpoints' shapes included."""
-    spec = data.draw(problem_specs(m=m_dims_for(gemm)), label="spec")
-    p = build(spec, device())
+    """The row's output equals the emulation of its kernel's arithmetic bit for bit (NaN equal to NaN),
+    for every M its kernel takes, real checkpoints' shapes included."""
+    spec = data.draw(specs_for(gemm), label="spec")
+    p = build_for(spec, device())
     note(p.describe())
     check_bit_exact(gemm, p, fp8_record)

@@ -15,8 +15,8 @@ from fp8_verify.judge.metrics import THRESHOLD, vllm_rel_diff
 from fp8_verify.judge.reference import reference, reference_loop
 from fp8_verify.judge.verdict import bitwise_diff, judge
 from fp8_verify.problem import ProblemSpec, build
+from fp8_verify.strategies import m_dims, nk_dims, problem_specs
 from fp8_verify.suite.options import examples
-from strategies import m_dims, nk_dims, problem_specs
 
 pytestmark = [pytest.mark.cpu, pytest.mark.selftest]
 

@@ -1,7 +1,9 @@
-"""The core properties: every path agrees with the exact reference within the FP8 bound, every path that
-ends in the SM90 kernel gives that kernel's bits, and a path whose kernel takes only some M says so
-clearly for the others. Each runs on every path of the registry that has the facts it needs (the
-``gemm`` fixture; fp8_verify/suite/selection.py), drawing M from the path's own M rule."""
+"""The core properties: every row agrees with the exact reference within the FP8 bound (a layer's through
+the GEMM problem its quantization should form, a quantization's by the quantization bound), every GEMM
+path that ends in the SM90 kernel gives that kernel's bits, and a path whose kernel takes only some M says
+so clearly for the others. Each runs on every row of the registry that has the facts it needs (the
+``gemm`` fixture; fp8_verify/suite/selection.py), drawing what the row takes (``specs_for``: its family,
+its kernel's N/K multiples and output dtypes, its M rule)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ from hypothesis import given, note
 from hypothesis import strategies as st
 
 from fp8_verify.problem import build
-from fp8_verify.subject.registry import CUTLASS_SM90
+from fp8_verify.strategies import build_for, m_dims, m_dims_for, problem_specs, specs_for
+from fp8_verify.subject.registry import CUTLASS_SM90, GEMM, LAYER
 from fp8_verify.suite.properties import (
     WORDS_M4,
     assert_same_bits,
@@ -20,7 +23,6 @@ from fp8_verify.suite.properties import (
     rejects_clearly,
     run_or_exception,
 )
-from strategies import m_dims, m_dims_for, problem_specs
 
 pytestmark = pytest.mark.cpu
 
@@ -30,13 +32,13 @@ pytestmark = pytest.mark.cpu
 def test_within_bound(gemm, data, fp8_record):
     """The path's output is within the per-element FP8 bound of the float64 reference, for every M its
     kernel takes on this release."""
-    spec = data.draw(problem_specs(m=m_dims_for(gemm)), label="spec")
-    p = build(spec, device())
+    spec = data.draw(specs_for(gemm), label="spec")
+    p = build_for(spec, device())
     note(p.describe())
     check_within_bound(gemm, p, fp8_record)
 
 
-@pytest.mark.paths(kernel=CUTLASS_SM90)
+@pytest.mark.paths(kernel=CUTLASS_SM90, family=GEMM)
 @pytest.mark.sharded
 @given(data=st.data())
 def test_agrees_with_kernel(gemm, data, fp8_record):
@@ -69,13 +71,13 @@ def test_unaligned_m_is_rejected_or_right(gemm, data, fp8_record):
     )
 
 
-@pytest.mark.paths(compiled=False)
+@pytest.mark.paths(compiled=False, families=(GEMM, LAYER))
 @pytest.mark.sharded
 @given(data=st.data())
 def test_output_is_fresh_and_whole(gemm, data, fp8_record):
     """The output has exactly M rows, is contiguous, and owns no storage shared with the inputs."""
-    spec = data.draw(problem_specs(m=m_dims_for(gemm, max_value=64)), label="spec")
-    p = build(spec, device())
+    spec = data.draw(specs_for(gemm, max_m=64), label="spec")
+    p = build_for(spec, device())
     out = gemm.run(p)
     fp8_record.example()
     assert out.shape == (p.m, p.n) and out.dtype == p.out_dtype, (gemm.name, out.shape, out.dtype)

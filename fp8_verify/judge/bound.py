@@ -59,7 +59,8 @@ from dataclasses import dataclass
 import torch
 
 from ..problem import BlockScaledProblem
-from .reference import dequantized
+from ..problem.budget import ORACLE_CHUNK_BYTES
+from .reference import expand_scales
 
 U32 = 2.0**-24
 ETA32 = 2.0**-150
@@ -110,14 +111,28 @@ def group_max(x: torch.Tensor, group: int) -> torch.Tensor:
     return torch.nn.functional.pad(x.abs(), (0, pad)).view(rows, -1, group).amax(dim=-1)
 
 
-def oracle(p: BlockScaledProblem, model: ErrorModel = DEFAULT_MODEL) -> Oracle:
-    """Reference and per-element bound for ``p`` (float64, on ``p``'s device)."""
-    a, b = dequantized(p)
-    ref = a @ b.T
-    s = a.abs() @ b.abs().T
-    t = group_max(a, model.mma_k) @ group_max(b, model.mma_k).T
-    raw = p.a.double().abs() @ p.b.double().abs().T
-    kb = -(-p.k // p.block[1])
+def oracle(
+    p: BlockScaledProblem, model: ErrorModel = DEFAULT_MODEL, chunk_bytes: int = ORACLE_CHUNK_BYTES
+) -> Oracle:
+    """Reference and per-element bound for ``p`` (float64, on ``p``'s device), computed over chunks of
+    whole weight blocks of N (the same numbers as in one piece: every output column depends on its own
+    weight row only)."""
+    bn, bk = p.block
+    a = p.a.double().mul_(expand_scales(p.a_scale.double(), p.m, p.k, (1, bk)))
+    a_abs, a_max, a_raw = a.abs(), group_max(a, model.mma_k), p.a.double().abs()
+    rows = max(bn, chunk_bytes // (8 * max(1, p.k)) // bn * bn)
+    shape = (p.m, p.n)
+    ref, s, t, raw = (torch.empty(shape, dtype=torch.float64, device=p.device) for _ in range(4))
+    for n0 in range(0, p.n, rows):
+        n1 = min(p.n, n0 + rows)
+        scales = p.b_scale[n0 // bn : -(-n1 // bn)].double()
+        b = p.b[n0:n1].double().mul_(expand_scales(scales, n1 - n0, p.k, (bn, bk)))
+        ref[:, n0:n1] = a @ b.T
+        s[:, n0:n1] = a_abs @ b.abs().T
+        t[:, n0:n1] = a_max @ group_max(b, model.mma_k).T
+        raw[:, n0:n1] = a_raw @ p.b[n0:n1].double().abs().T
+        del b
+    kb = -(-p.k // bk)
     eta32 = ETA32 * (raw + 2 * kb)
     u_out = U_OUT[p.out_dtype]
     inner = model.relative(p) * s + model.mma_k * model.u_tc * t + eta32

@@ -17,15 +17,23 @@ import torch
 
 from ..numerics import sm90_blockwise_gemm, sm90_scaled_gemm, uses_blockwise_kernel
 from ..problem import BlockScaledProblem
+from ..subject.kernels import CUTLASS_SM90, KERNELS, Arithmetic
 from .verdict import attribute_mismatch
 
+CUTLASS = KERNELS[CUTLASS_SM90].arithmetic
 
-def emulate(p: BlockScaledProblem) -> torch.Tensor:
-    """What the SM90 kernel computes for ``p``, bit for bit: the block-wise kernel, or -- where vLLM's
-    dispatch sends block scales of M and 1 elements to it (K <= 128 and N <= 128) -- the per-token one."""
-    if uses_blockwise_kernel(p.m, p.n, p.a_scale.numel(), p.b_scale.numel()):
-        return sm90_blockwise_gemm(p.a, p.b, p.a_scale, p.b_scale, p.out_dtype)
-    return sm90_scaled_gemm(p.a, p.b, p.a_scale, p.b_scale, p.out_dtype)
+
+def emulate(p: BlockScaledProblem, arithmetic: Arithmetic | None = None) -> torch.Tensor:
+    """What a kernel of ``arithmetic`` (default: the SM90 CUTLASS kernel's) computes for ``p``, bit for
+    bit: the block-wise GEMM with the kernel's promotion, or -- where vLLM's dispatch sends block scales
+    of M and 1 elements to the per-token kernel (K <= 128 and N <= 128; CUTLASS only) -- that kernel."""
+    arithmetic = arithmetic or CUTLASS
+    per_token = arithmetic.per_token_dispatch and not uses_blockwise_kernel(
+        p.m, p.n, p.a_scale.numel(), p.b_scale.numel()
+    )
+    if per_token:
+        return sm90_scaled_gemm(p.a, p.b, p.a_scale, p.b_scale, p.out_dtype)
+    return sm90_blockwise_gemm(p.a, p.b, p.a_scale, p.b_scale, p.out_dtype, promotion=arithmetic.promotion)
 
 
 def ordered(x: torch.Tensor) -> torch.Tensor:

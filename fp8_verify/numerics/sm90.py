@@ -131,7 +131,11 @@ PROMOTIONS: dict[str, Promotion] = {
     "fma_sa_then_sb": promote_fma_sa_then_sb,
     "mul_mul_add": promote_mul_mul_add,
 }
-"""Named promotion orders; ``"fma"`` is the one measured on the H100, the others are for experiments."""
+"""Named promotion orders: ``"fma"`` measured on the H100 for CUTLASS and DeepGEMM, ``"fma_sa_then_sb"``
+for vLLM's Triton block GEMM; the others are for experiments."""
+
+MEASURED_PROMOTIONS = ("fma", "fma_sa_then_sb")
+"""Promotions some kernel was measured to use (the Triton model implements these)."""
 
 
 def kblock_nan(a: E4M3Operand, b: E4M3Operand, kb: int) -> torch.Tensor:
@@ -243,7 +247,7 @@ def sm90_blockwise_gemm(
     (docs/numerics.md); ``None`` keeps torch's setting.
     """
     _check(a, b, a_scale, b_scale)
-    measured = promotion == "fma" and partial == "wgmma" and frac_bits == FRAC_BITS
+    measured = promotion in MEASURED_PROMOTIONS and partial == "wgmma" and frac_bits == FRAC_BITS
     if backend not in ("auto", "torch", "triton"):
         raise ValueError(f"backend must be auto, torch or triton, got {backend!r}")
     if backend == "triton" or (backend == "auto" and a.is_cuda and measured):
@@ -252,7 +256,8 @@ def sm90_blockwise_gemm(
         try:
             from . import triton_sm90  # lazy: Triton is imported only when asked for or for CUDA tensors
 
-            return round_output(triton_sm90.sm90_accumulator_triton(a, b, a_scale, b_scale), out_dtype)
+            acc = triton_sm90.sm90_accumulator_triton(a, b, a_scale, b_scale, promotion=promotion)
+            return round_output(acc, out_dtype)
         except Exception as e:
             if backend == "triton":
                 raise

@@ -4,10 +4,11 @@ Same arithmetic, bit for bit: each program owns a BLOCK_M x BLOCK_N tile and wal
 four 32-wide wgmma K-slices, with [BLOCK_M, BLOCK_N, 32] register tensors for the products and their
 exponents (:mod:`.wgmma` explains the model and why each step is exact; here every power of two is built
 from its bit pattern and division avoided: Triton's fp32 ``/`` is not guaranteed correctly rounded);
-after each K-block ``acc = fma(partial, fp32(sa * sb), acc)``. The kernel writes the fp32 accumulator;
-:func:`.sm90.sm90_blockwise_gemm` rounds it to the output dtype, as for the torch model. (This module
-imports nothing from :mod:`.sm90`, which imports it lazily: no import cycle.) K-blocks of 128, slices of
-32 and weight blocks of 128 rows are written into the kernel.
+after each K-block ``acc = fma(partial, fp32(sa * sb), acc)`` (CUTLASS, DeepGEMM) or
+``acc = fma(fp32(partial * sa), sb, acc)`` (vLLM's Triton block GEMM; ``promotion="fma_sa_then_sb"``).
+The kernel writes the fp32 accumulator; :func:`.sm90.sm90_blockwise_gemm` rounds it to the output dtype,
+as for the torch model. (This module imports nothing from :mod:`.sm90`, which imports it lazily: no import
+cycle.) K-blocks of 128, slices of 32 and weight blocks of 128 rows are written into the kernel.
 
 ``fma_mode``: ``"hw"`` uses ``tl.fma`` (``fma.rn.f32`` on a GPU: one rounding, like CUTLASS's FFMA).
 Triton's CPU interpreter (``TRITON_INTERPRET=1``) evaluates ``tl.fma`` as numpy ``x * y + z``, two
@@ -26,6 +27,9 @@ import triton
 import triton.language as tl
 
 from .wgmma import FRAC_BITS, canonical_nan
+
+PROMOTIONS = ("fma", "fma_sa_then_sb")
+"""The promotions this kernel implements: those of the kernels measured on an H100 (subject/kernels.py)."""
 
 
 @triton.jit
@@ -81,6 +85,7 @@ def _sm90_blockwise_kernel(
     BLOCK_N: tl.constexpr,
     FRAC: tl.constexpr,
     EMULATED_FMA: tl.constexpr,
+    SA_THEN_SB: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
@@ -123,11 +128,16 @@ def _sm90_blockwise_kernel(
         partial = tl.where(nan, float("nan"), partial)
         sa = tl.load(sa_ptr + rm * stride_sam + kb * stride_sak, mask=row_ok, other=0.0)
         sb = tl.load(sb_ptr + (rn // 128) * stride_sbn + kb * stride_sbk, mask=col_ok, other=0.0)
-        scale_ab = sa[:, None] * sb[None, :]
+        if SA_THEN_SB:  # fma(fp32(partial * sa), sb, acc): the scales one after the other
+            x = partial * sa[:, None]
+            y = sb[None, :] + tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        else:  # fma(partial, fp32(sa * sb), acc)
+            x = partial
+            y = sa[:, None] * sb[None, :]
         if EMULATED_FMA:  # noqa: SIM108 (a constexpr branch: only one side is compiled)
-            acc = _fma_round_to_odd(partial, scale_ab, acc)
+            acc = _fma_round_to_odd(x, y, acc)
         else:
-            acc = tl.fma(partial, scale_ab, acc)
+            acc = tl.fma(x, y, acc)
     out = acc_ptr + rm[:, None] * stride_om + rn[None, :]
     tl.store(out, acc, mask=row_ok[:, None] & col_ok[None, :])
 
@@ -138,6 +148,7 @@ def sm90_accumulator_triton(
     a_scale: torch.Tensor,
     b_scale: torch.Tensor,
     *,
+    promotion: str = "fma",
     fma_mode: str = "hw",
     block_m: int = 16,
     block_n: int = 16,
@@ -150,6 +161,8 @@ def sm90_accumulator_triton(
     the interpreter) or ``"emulated"`` (float64 round to odd, exact on both)."""
     if fma_mode not in ("hw", "emulated"):
         raise ValueError(f"fma_mode must be 'hw' or 'emulated', got {fma_mode!r}")
+    if promotion not in PROMOTIONS:
+        raise ValueError(f"the Triton model implements promotions {PROMOTIONS}, got {promotion!r}")
     if a.dtype != torch.float8_e4m3fn or b.dtype != torch.float8_e4m3fn:
         raise ValueError("the Triton model takes float8_e4m3fn operands")
     m, k = a.shape
@@ -164,6 +177,7 @@ def sm90_accumulator_triton(
             av, bv, sa, sb, acc, m, n, k, a_scale.shape[1],
             av.stride(0), bv.stride(0), sa.stride(0), sa.stride(1), sb.stride(0), sb.stride(1), acc.stride(0),
             BLOCK_M=block_m, BLOCK_N=block_n, FRAC=FRAC_BITS, EMULATED_FMA=fma_mode == "emulated",
+            SA_THEN_SB=promotion == "fma_sa_then_sb",
             num_warps=num_warps,
         )  # fmt: skip
     return canonical_nan(acc)

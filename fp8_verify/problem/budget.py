@@ -28,13 +28,21 @@ def gpu_share() -> float:
     return share if 0 < share <= 1 else 1.0
 
 
+ORACLE_CHUNK_BYTES = 2**28
+"""The float64 weight rows the oracle (:func:`fp8_verify.judge.bound.oracle`) dequantizes at a time:
+production-sized weights (N and K of 18432) are judged in column chunks, so that a problem's check fits
+one worker's share of a GPU."""
+
+
 def problem_bytes(m: int, n: int, k: int) -> int:
     """Peak bytes one problem and its check need on the device, roughly: the fp8 operands and fp32
     scales, vLLM's padded copies, the float64 dequantized operands with their expanded scales and
-    absolute values (8 copies of [M+N, K]), and about sixteen float64 [M, N] tensors (reference, bound,
-    sums, error, the emulation's partials). Measured on an H100: four copies of [M+N, K] and eight of
-    [M, N] -- the count before -- fell short by more than 3x (a worker held to 8.4 GiB ran out)."""
-    return 2 * (m + n) * k + 8 * (m + n) * k * 8 + 8 * m * n * 16 + 8 * (m + n) * (k // 128 + 1)
+    absolute values (8 copies of [M+N, K]; of the weight only the oracle's chunk of rows at a time), and
+    about sixteen float64 [M, N] tensors (reference, bound, sums, error, the emulation's partials).
+    Measured on an H100: four copies of [M+N, K] and eight of [M, N] -- the count before -- fell short by
+    more than 3x (a worker held to 8.4 GiB ran out)."""
+    chunk = min(n, max(128, ORACLE_CHUNK_BYTES // (8 * max(1, k))))  # the oracle's weight rows at a time
+    return 2 * (m + n) * k + 8 * (m + chunk) * k * 8 + 8 * m * n * 16 + 8 * (m + n) * (k // 128 + 1)
 
 
 def _positive_env(name: str, what: str) -> int | None:

@@ -17,8 +17,11 @@ import torch
 from ..judge.bound import Oracle
 from ..judge.verdict import Verdict
 from ..problem import BlockScaledProblem
-from ..subject.registry import GemmPath
+from ..subject.registry import GEMM, LAYER, GemmPath
 from ..subject.vllm import Subject
+
+#: The names a repro script gives a problem's inputs, by family (a row's repro snippet uses them).
+INPUT_NAMES = {GEMM: ("a", "b", "a_s", "b_s"), LAYER: ("x", "w", "w_s")}
 
 SCRIPT = '''"""fp8-verify repro: {test} -- {path} on {problem}
 
@@ -34,7 +37,7 @@ import torch
 
 d = torch.load(Path(__file__).with_name("{data}"), weights_only=True)
 dev = "cuda" if torch.cuda.is_available() else "cpu"
-a, b, a_s, b_s = (d[k].to(dev) for k in ("a", "b", "a_scale", "b_scale"))  # layouts kept
+{names} = (d[k].to(dev) for k in {keys})  # layouts kept
 block, out_dtype = d["block"].tolist(), getattr(torch, "{dtype}")
 ref, bound = d["ref"].to(dev), d["bound"].to(dev)
 {call}
@@ -69,12 +72,10 @@ class ArtifactWriter:
         self.folder.mkdir(parents=True, exist_ok=True)
         stem = _safe(test) or "failure"
         data = f"{stem}.pt"
+        names = INPUT_NAMES[path.family]
         torch.save(
             {
-                "a": p.a.cpu(),
-                "b": p.b.cpu(),
-                "a_scale": p.a_scale.cpu(),
-                "b_scale": p.b_scale.cpu(),
+                **{k: t.cpu() for k, t in zip(names, p.args(), strict=True)},
                 "block": torch.tensor(list(p.block)),
                 "ref": o.ref.cpu(),
                 "bound": o.bound.cpu(),
@@ -92,6 +93,8 @@ class ArtifactWriter:
                 script=script.name,
                 device=self.subject.device_name(),
                 dtype=str(p.out_dtype).removeprefix("torch."),
+                names=", ".join(names),
+                keys=repr(names),
                 call=path.repro(),
             )
         )

@@ -163,6 +163,16 @@ def scaled_mm_cpu(out, a, b, a_scales, b_scales, bias) -> None:
     out.copy_(sm90_blockwise_gemm(a8, b8.t(), sa, sb.t(), out.dtype))
 
 
+#: The CUDA 13 build's answers to vLLM's capability queries (``scaled_mm_entry.cu``, ``cutlass_scaled_mm_
+#: supports_*``: block-FP8 and group GEMMs from SM90, FP8 GEMMs from SM89), asked at import by
+#: ``w8a8_utils`` (``CUTLASS_BLOCK_FP8_SUPPORTED``) to decide whether the CUTLASS block kernel class runs.
+CAPABILITY_QUERIES = {
+    "cutlass_scaled_mm_supports_block_fp8": lambda c: c >= 90,
+    "cutlass_scaled_mm_supports_fp8": lambda c: c >= 89,
+    "cutlass_group_gemm_supported": lambda c: c >= 90,
+}
+
+
 def op_exists() -> bool:
     return hasattr(torch.ops._C, "cutlass_scaled_mm")
 
@@ -199,6 +209,10 @@ def install(release: str | None) -> None:
     if not op_exists():
         lib.define(SCHEMA)
     lib.impl("cutlass_scaled_mm", scaled_mm_cpu, "CPU")
+    for name, answer in CAPABILITY_QUERIES.items():
+        if not hasattr(torch.ops._C, name):  # vLLM's _C did not load: answer as its SM90 build does
+            lib.define(f"{name}(int cuda_device_capability) -> bool")
+            lib.impl(name, answer, "CompositeExplicitAutograd")
     _lib = lib
 
 

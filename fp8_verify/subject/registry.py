@@ -1,148 +1,49 @@
-"""The paths under test: one :class:`PathSpec` row per way of running the block-FP8 GEMM, holding every
+"""The paths under test: one :class:`~.path.PathSpec` row per way of running vLLM's block-FP8 GEMM -- as a
+GEMM on quantized operands, as a whole linear layer, or as its activation quantization -- holding every
 fact the suite knows about it. Properties, findings, failure artifacts, bench, mutants, calibration and
 the contract read these rows; nothing else keeps a list of path names.
 
 A row says how to find the path in the installed vLLM (or why it is absent, naming the releases that
-have it), how to call it, whether it is compiled, which kernel it ends in (paths of one kernel must agree
-bit for bit, and the bit-exact emulation judges the SM90 CUTLASS ones), the M rule that kernel applies
-on the installed release, the repro snippet written into failure artifacts, and the bench label.
-Adding a path -- a new release's route, a user's kernel (``--path NAME=module:function``) -- is one row.
+have it), how to call it, whether it is compiled, which kernel it ends in (:mod:`.kernels`: the kernel's
+arithmetic judges it bit for bit), the M rule that kernel applies on the installed release, the repro
+snippet written into failure artifacts, and the bench label. Adding a path -- a new release's route, a
+kernel class of vLLM's, a user's kernel (``--path NAME=module:function``) -- is one row.
 
-Every call takes vLLM's positional arguments ``(a, b, a_scale, b_scale, block, out_dtype)``: A [M, K]
-e4m3 row-major, B [N, K] e4m3, As [M, ceil(K/128)] fp32 M-major, Bs [ceil(N/128), ceil(K/128)] fp32.
+A GEMM row's call takes vLLM's positional arguments ``(a, b, a_scale, b_scale, block, out_dtype)``: A
+[M, K] e4m3 row-major, B [N, K] e4m3, As [M, ceil(K/128)] fp32 M-major, Bs [ceil(N/128), ceil(K/128)]
+fp32. A layer row's takes ``(x, w, w_scale, block, out_dtype)``; a quantization row's ``(x,)``.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 
-import torch
-
-from ..problem import BlockScaledProblem
 from . import compiled
-from .releases import DYNAMIC_PADDED_CUTLASS, PADDED_CUTLASS, MRule, kernel_m_rule
-from .vllm import Subject, load, vllm_op
+from .kernels import CUTLASS_SM90, DEEPGEMM, EXTERNAL, TRITON
+from .layer import VllmLayer, VllmQuant
+from .locate import _direct, _fp8_gemm_nt_op, _function, _kernel_m_rule, _layer, _on_gpu, _op
+from .path import CHOSEN, GEMM, LAYER, QUANT, Call, GemmPath, PathSpec, Prepared, Rules
+from .releases import DYNAMIC_PADDED_CUTLASS, PADDED_CUTLASS, MRule
+from .vllm import Subject, load
 
-Call = Callable[..., torch.Tensor]  # (a, b, a_scale, b_scale, block, out_dtype) -> out
-Locate = Callable[[Subject], "Call | str"]  # the callable, or why this vLLM lacks it
-
-CUTLASS_SM90 = "cutlass-sm90"  # the SM90 block-wise CUTLASS kernel, torch.ops._C.cutlass_scaled_mm
-TRITON = "triton"  # vLLM's Triton block-FP8 kernel
-EXTERNAL = "external"  # a user's callable (--path NAME=module:function): judged by the bound only
-
-
-@dataclass(frozen=True)
-class PathSpec:
-    """One row of the registry: what a path is, independent of what is installed."""
-
-    name: str
-    summary: str  # what runs, for `fp8-verify env`, reports and docs
-    locate: Locate  # the callable (compiled paths: the one torch.compile wraps)
-    compiled: bool = False
-    dynamic_m: bool = True  # compiled paths: M marked dynamic (one graph for every M), else a graph per M
-    compile_backend: str | None = None  # compiled paths: a fixed torch.compile backend (default: per kernel)
-    traces: str | None = None  # compiled paths: the vLLM function whose body Dynamo traces
-    kernel: str = CUTLASS_SM90
-    m_rule: Callable[[Subject], MRule] = lambda s: MRule.ANY
-    pads_m: bool = False  # copies A and its scales into fresh packed buffers when M % 4 != 0
-    repro: str = ""  # Python with vLLM's names only: a, b, a_s, b_s, block, out_dtype -> out; {module}
-    bench: str | None = None  # short label in bench tables; None: not timed
-    op: str | None = None  # the torch.ops.vllm op the path calls eagerly (fake/opcheck properties)
-    body: str | None = None  # the Python function behind that op (graph-safety property)
-    default: bool = True  # in the default selection of `fp8-verify check`
-
-
-@dataclass(frozen=True)
-class GemmPath:
-    """A row bound to the installed vLLM: what properties get. ``call`` is None when absent."""
-
-    spec: PathSpec
-    call: Call | None
-    reason: str | None
-    m_rule: MRule
-    module: str | None = None  # where the located function lives (for repros)
-    inner: Call | None = None  # compiled paths: the uncompiled callable (to compile with a counter)
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def compiled(self) -> bool:
-        return self.spec.compiled
-
-    @property
-    def kernel(self) -> str:
-        return self.spec.kernel
-
-    @property
-    def available(self) -> bool:
-        return self.call is not None
-
-    def run(self, p: BlockScaledProblem) -> torch.Tensor:
-        """The path on a canonical problem."""
-        if self.call is None:
-            raise RuntimeError(f"path {self.name} is not available: {self.reason}")
-        return self.call(*p.args(), list(p.block), p.out_dtype)
-
-    def repro(self) -> str:
-        return self.spec.repro.format(module=self.module or "vllm")
-
-    def __repr__(self) -> str:
-        return f"GemmPath({self.name!r}, {'available' if self.available else self.reason})"
-
-    def _repr_pretty_(self, p, cycle: bool) -> None:  # how Hypothesis prints a failing example's args
-        p.text(repr(self))
-
-
-# -- how rows find their callables ----------------------------------------------------------------
-
-
-def _direct(s: Subject) -> Call | str:
-    """vLLM's ``cutlass_scaled_mm(A, B, As, Bs, block, dtype)`` wrapper; where a release has none, the
-    same call through ``vllm._custom_ops`` in the kernel's layouts (``B.T``, ``Bs.T``)."""
-    fn = s.function("cutlass_scaled_mm")
-    if fn is not None:
-        return fn
-    from vllm import _custom_ops as ops
-
-    if not hasattr(ops, "cutlass_scaled_mm"):
-        return f"vLLM {s.vllm_version} has no cutlass_scaled_mm"
-
-    def direct(a, b, a_s, b_s, block, out_dtype):
-        return ops.cutlass_scaled_mm(a, b.T, out_dtype=out_dtype, scale_a=a_s, scale_b=b_s.T)
-
-    return direct
-
-
-def _op(name: str, span) -> Locate:
-    def locate(s: Subject) -> Call | str:
-        return vllm_op(name) or (
-            f"torch.ops.vllm.{name} is not registered by vLLM {s.vllm_version} (it is in {span.describe()})"
-        )
-
-    return locate
-
-
-def _function(name: str, where: str) -> Locate:
-    def locate(s: Subject) -> Call | str:
-        return s.function(name) or f"{name} is not in vLLM {s.vllm_version} ({where})"
-
-    return locate
-
-
-def _on_gpu(locate: Locate, why: str) -> Locate:
-    def locate_on_gpu(s: Subject) -> Call | str:
-        return locate(s) if s.kernel == "real" else why
-
-    return locate_on_gpu
-
-
-def _kernel_m_rule(s: Subject) -> MRule:
-    return kernel_m_rule(s.vllm_version)
-
+__all__ = [
+    "CHOSEN",
+    "CUTLASS_SM90",
+    "DEEPGEMM",
+    "EXTERNAL",
+    "GEMM",
+    "LAYER",
+    "PATHS",
+    "QUANT",
+    "TRITON",
+    "Call",
+    "GemmPath",
+    "PathSpec",
+    "Prepared",
+    "Registry",
+    "Rules",
+]
 
 _CUTLASS_IMPORT = "import {module}  # noqa: F401  registers torch.ops.vllm.*\n"
 _COMPILE = (
@@ -155,6 +56,22 @@ _COMPILE = (
 _COMPILE_STATIC = (
     "f = torch.compile(lambda a, b, x, y: {call}(a, b, x, y, block, out_dtype), fullgraph=True, "
     "dynamic=False)\nout = f(a, b, a_s, b_s)"
+)
+
+_DG, _CUTLASS, _TRITON = (
+    "DeepGemmFp8BlockScaledMMKernel",
+    "CutlassFp8BlockScaledMMKernel",
+    "TritonFp8BlockScaledMMKernel",
+)
+_E8M0_OFF = (("VLLM_USE_DEEP_GEMM_E8M0", "0"),)
+_FLASHINFER_OFF = (("VLLM_BLOCKSCALE_FP8_GEMM_FLASHINFER", "0"),)
+_LAYER_REPRO = (
+    "from fp8_verify.subject.layer import VllmLayer  # vLLM's kernel class, config and switches\n"
+    "out = VllmLayer({cls}, {env})(x, w, w_s, block, out_dtype)"
+)
+_QUANT_REPRO = (
+    "from fp8_verify.subject.layer import VllmQuant  # the QuantFP8 object of vLLM's kernel class\n"
+    "q, s = VllmQuant({cls}, {env})(x)"
 )
 
 # -- the rows ---------------------------------------------------------------------------------------
@@ -237,6 +154,18 @@ PATHS: tuple[PathSpec, ...] = (
         bench="pco",
     ),
     PathSpec(
+        "deepgemm",
+        "DeepGEMM's fp8_gemm_nt through torch.ops.vllm.fp8_gemm_nt_op, as DeepGemmFp8BlockScaledMMKernel "
+        "calls it (fp32 scales; vLLM's first choice for bf16 layers with N % 64 == 0 and K % 128 == 0 on "
+        "an H100 without flashinfer)",
+        _fp8_gemm_nt_op,
+        kernel=DEEPGEMM,
+        repro="import vllm.model_executor.kernels.linear.scaled_mm.deep_gemm  # noqa: F401\n"
+        "out = torch.empty(a.shape[0], b.shape[0], dtype=out_dtype, device=a.device)\n"
+        "torch.ops.vllm.fp8_gemm_nt_op(a, a_s, b, b_s, out, False)",
+        bench="dgm",
+    ),
+    PathSpec(
         "triton_block",
         "vLLM's Triton block-FP8 GEMM, w8a8_triton_block_scaled_mm (its fallback on GPUs without the "
         "CUTLASS kernel): an independent implementation of the same GEMM",
@@ -248,6 +177,70 @@ PATHS: tuple[PathSpec, ...] = (
         repro="from {module} import w8a8_triton_block_scaled_mm\n"
         "out = w8a8_triton_block_scaled_mm(a, b, a_s, b_s, block, out_dtype)",
         bench="trt",
+    ),
+    # -- the layer as a model runs it: bf16 activations, checkpoint weights, vLLM's kernel class ------
+    PathSpec(
+        "layer_auto",
+        "a block-FP8 linear layer with the kernel class vLLM chooses for it (choose_scaled_mm_linear_kernel "
+        "over _POSSIBLE_FP8_BLOCK_KERNELS) where FlashInfer's block-scale GEMM is off, as on the Hopper "
+        "runner (no flashinfer): weight processing at load, QuantFP8, the GEMM (test_kernel_choice draws "
+        "the switches, FlashInfer's included)",
+        _layer(None, env=_FLASHINFER_OFF),
+        kernel=CHOSEN,
+        family=LAYER,
+        repro=_LAYER_REPRO.format(cls="None", env=repr(dict(_FLASHINFER_OFF))),
+    ),
+    PathSpec(
+        "layer_deepgemm",
+        "DeepGemmFp8BlockScaledMMKernel as an H100 runs it by default: weights requantized with UE8M0 "
+        "scales at load (VLLM_USE_DEEP_GEMM_E8M0=1), UE8M0 activation scales, TMA-aligned, DeepGEMM",
+        _layer(_DG),
+        kernel=DEEPGEMM,
+        family=LAYER,
+        repro=_LAYER_REPRO.format(cls=repr(_DG), env="{}"),
+    ),
+    PathSpec(
+        "layer_deepgemm_fp32",
+        "DeepGemmFp8BlockScaledMMKernel with VLLM_USE_DEEP_GEMM_E8M0=0: the checkpoint's fp32 scales kept",
+        _layer(_DG, env=_E8M0_OFF),
+        kernel=DEEPGEMM,
+        family=LAYER,
+        repro=_LAYER_REPRO.format(cls=repr(_DG), env=repr(dict(_E8M0_OFF))),
+    ),
+    PathSpec(
+        "layer_cutlass",
+        "CutlassFp8BlockScaledMMKernel: QuantFP8 with column-major fp32 scales, then the SM90 CUTLASS "
+        "kernel (on Hopper through dynamic_padded_cutlass in 0.23, cutlass_scaled_mm from 0.24)",
+        _layer(_CUTLASS),
+        kernel=CUTLASS_SM90,
+        family=LAYER,
+        repro=_LAYER_REPRO.format(cls=repr(_CUTLASS), env="{}"),
+    ),
+    PathSpec(
+        "layer_triton",
+        "TritonFp8BlockScaledMMKernel: QuantFP8 with row-major fp32 scales, then vLLM's Triton block GEMM",
+        _layer(_TRITON, gpu_only="vLLM's Triton block-FP8 GEMM runs on a CUDA GPU only"),
+        kernel=TRITON,
+        family=LAYER,
+        repro=_LAYER_REPRO.format(cls=repr(_TRITON), env="{}"),
+    ),
+    # -- vLLM's activation quantization, as each kernel class configures it --------------------------
+    PathSpec(
+        "quant_deepgemm",
+        "QuantFP8 of DeepGemmFp8BlockScaledMMKernel (E8M0 on: UE8M0 scales, column-major TMA-aligned): "
+        "vLLM's CUDA kernel per_token_group_fp8_quant",
+        _layer(_DG, quant=True),
+        kernel=DEEPGEMM,
+        family=QUANT,
+        repro=_QUANT_REPRO.format(cls=repr(_DG), env="{}"),
+    ),
+    PathSpec(
+        "quant_cutlass",
+        "QuantFP8 of CutlassFp8BlockScaledMMKernel (fp32 scales, column-major)",
+        _layer(_CUTLASS, quant=True),
+        kernel=CUTLASS_SM90,
+        family=QUANT,
+        repro=_QUANT_REPRO.format(cls=repr(_CUTLASS), env="{}"),
     ),
 )
 
@@ -389,7 +382,11 @@ def as_path(gemm: GemmPath | Call, name: str | None = None, m_rule: MRule = MRul
     that a test upstream can hand its own kernel to the checks)."""
     if isinstance(gemm, GemmPath):
         return gemm
-    label = name or getattr(gemm, "__qualname__", None) or repr(gemm)
+    label = name or getattr(gemm, "__qualname__", None) or getattr(gemm, "__name__", None) or repr(gemm)
+    if isinstance(gemm, VllmLayer | VllmQuant):  # one of vLLM's kernel classes: judged by its decisions
+        family = QUANT if isinstance(gemm, VllmQuant) else LAYER
+        spec = PathSpec(label, f"{label} (vLLM's kernel class)", lambda s: gemm, kernel=CHOSEN, family=family)
+        return GemmPath(spec, gemm, None, m_rule, gemm.__module__)
     spec = PathSpec(label, f"{label} (a callable)", lambda s: gemm, kernel=EXTERNAL, m_rule=lambda s: m_rule)
     return GemmPath(spec, gemm, None, m_rule, getattr(gemm, "__module__", None))
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from . import cpu_kernel
+from . import cpu_deepgemm, cpu_kernel, cpu_quant, platform
 
 # Where the block-FP8 wrappers live, newest first (vLLM moved them; docs/releases.md).
 CANDIDATE_MODULES = (
@@ -79,26 +79,62 @@ def _quiet_vllm_logging() -> None:
     warnings.filterwarnings("ignore", module="vllm")
 
 
+def _real_possible() -> tuple[bool, str]:
+    """Whether the real SM90 kernel may run here, asked before any vLLM module binds its platform."""
+    if os.environ.get(FORCE_CPU_ENV) == "1":
+        return False, f"forced by {FORCE_CPU_ENV}"
+    if not torch.cuda.is_available():
+        return False, "no CUDA GPU"
+    major, minor = torch.cuda.get_device_capability()
+    if (major, minor) != (9, 0):
+        return False, f"GPU is sm_{major}{minor}, not SM90 (Hopper)"
+    return True, ""
+
+
+def install_doubles(release: str | None) -> None:
+    """The CPU tier: vLLM's platform answers as an H100 (:mod:`.platform`), and the innermost native ops
+    are doubles that follow ``release``'s contract -- the CUTLASS GEMM (:mod:`.cpu_kernel`), the
+    activation quantization (:mod:`.cpu_quant`) and DeepGEMM (:mod:`.cpu_deepgemm`)."""
+    platform.install()
+    cpu_kernel.install(release)
+    cpu_quant.install()
+    cpu_deepgemm.install()
+
+
 @functools.cache
 def load() -> Subject:
-    """Import vLLM once per process and describe what it offers. Never raises."""
+    """Import vLLM once per process and describe what it offers. Never raises.
+
+    Where the real kernel cannot run, the doubles go in first (:func:`install_doubles`): vLLM's modules
+    bind their platform object when they are imported, so it must be the Hopper stand-in by then."""
     _quiet_vllm_logging()
     try:
         import vllm
     except Exception as e:  # ImportError, or a broken install
         return Subject(None, error=f"vLLM is not importable: {type(e).__name__}: {e}")
     s = Subject(getattr(vllm, "__version__", "unknown"))
+    possible, why_not = _real_possible()
+    if not possible:
+        try:
+            install_doubles(s.vllm_version)
+        except Exception as e:
+            s.error = (
+                f"fp8-verify's CPU doubles could not be put under vLLM {s.vllm_version}: "
+                f"{type(e).__name__}: {e}"
+            )
+            return s
     try:
         importlib.import_module("vllm._custom_ops")  # loads _C where it can
     except Exception as e:
         s.error = f"vllm._custom_ops failed to import: {type(e).__name__}: {e}"
         return s
-    real, why = cpu_kernel.real_kernel_usable()
-    if real and os.environ.get(FORCE_CPU_ENV) != "1":
+    real, why = cpu_kernel.real_kernel_usable() if possible else (False, why_not)
+    if real:
         s.kernel, s.kernel_reason, s.device = "real", why, torch.device("cuda")
     else:
-        cpu_kernel.install(s.vllm_version)
-        s.kernel_reason = f"CPU double ({why})" if not real else f"CPU double (forced by {FORCE_CPU_ENV})"
+        if possible:  # an SM90 GPU whose vLLM ops did not load: the platform is CUDA's already
+            cpu_kernel.install(s.vllm_version)
+        s.kernel_reason = f"CPU double ({why})"
     for name in CANDIDATE_MODULES:
         try:
             if importlib.util.find_spec(name) is None:

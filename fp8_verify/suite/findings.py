@@ -2,9 +2,10 @@
 repro under ``repros/``; the property that finds it stays in the suite and, on the releases that have the
 defect, is a *strict, signature-checked* xfail:
 
-* the property fails the way the finding says (:class:`Signature`: the exception's type and message)
-  -> xfailed, with the finding's id in the report;
-* it fails another way -> a failure (a new bug hiding in a known cell is not "expected");
+* every failing example fails the way the finding says (:class:`Signature`: the exception's type and
+  message, where the error was raised, and for a silent wrong answer the very answer the finding
+  predicts) -> xfailed, with the finding's id in the report;
+* an example fails another way -> a failure (a new bug hiding in a known cell is not "expected");
 * it passes -> a failure that says the defect is fixed on this release (set ``first_fixed``).
 
 So the release ranges cannot go stale: a release that fixes a defect turns its xfail red.
@@ -15,19 +16,43 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import PurePath
+from typing import Any, Protocol
 
-from ..subject.registry import CUTLASS_SM90, TRITON, PathSpec
+from ..subject.registry import CUTLASS_SM90, DEEPGEMM, GEMM, TRITON, PathSpec
 from ..subject.releases import PACKED_OPERANDS_CHECKED, Span
+from .contract import predicted_output, same_bits
+
+
+class Matcher(Protocol):
+    """How a finding recognises its failure: :class:`Signature`, or :class:`ByCase` for one per case."""
+
+    def matches(self, exc: BaseException | None) -> bool: ...
+
+    def describe(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A check of a failure beyond its text: ``holds(exc)`` says whether ``exc`` carries what the finding
+    predicts (for a silent wrong answer: that very answer); ``text`` says what, for reports."""
+
+    text: str
+    holds: Callable[[BaseException], bool]
 
 
 @dataclass(frozen=True)
 class Signature:
     """What a finding's failure looks like: an exception whose type (or a base class) is named
-    ``exception`` and whose text matches ``message`` (a regular expression, searched)."""
+    ``exception`` and whose text matches ``message`` (a regular expression, searched); where
+    ``raised_in`` = (file path ending, function) is given, the error it was raised from (or itself) was
+    raised in that function of that file (its innermost traceback frame: a bare ``assert`` has no other
+    name); where ``predicts`` is given, the failure carries what it predicts."""
 
     exception: str
     message: str = ""
+    raised_in: tuple[str, str] | None = None
+    predicts: Prediction | None = None
 
     def matches(self, exc: BaseException | None) -> bool:
         """True when ``exc`` or an exception it was raised from is this failure; for an exception group
@@ -35,14 +60,63 @@ class Signature:
         if isinstance(exc, BaseExceptionGroup):
             return all(self.matches(e) for e in exc.exceptions)
         while exc is not None:
-            names = {t.__name__ for t in type(exc).__mro__}
-            if self.exception in names and re.search(self.message, str(exc), re.S):
+            if self._is(exc):
                 return True
             exc = exc.__cause__
         return False
 
+    def _is(self, exc: BaseException) -> bool:
+        names = {t.__name__ for t in type(exc).__mro__}
+        if self.exception not in names or not re.search(self.message, str(exc), re.S):
+            return False
+        if self.raised_in is not None and raised_in(exc.__cause__ or exc) != self.raised_in:
+            return False
+        return self.predicts is None or self.predicts.holds(exc)
+
     def describe(self) -> str:
-        return f"{self.exception} matching /{self.message}/" if self.message else self.exception
+        text = f"{self.exception} matching /{self.message}/" if self.message else self.exception
+        if self.raised_in is not None:
+            text += f" raised in {self.raised_in[1]} ({self.raised_in[0]})"
+        return text + (f", {self.predicts.text}" if self.predicts else "")
+
+
+@dataclass(frozen=True)
+class ByCase:
+    """A contract finding that fails differently per case (another check, another compiler complaint):
+    one :class:`Signature` per case, chosen by the failing cell's case."""
+
+    signatures: tuple[tuple[str, Signature], ...]
+
+    def matches(self, exc: BaseException | None) -> bool:
+        if isinstance(exc, BaseExceptionGroup):
+            return all(self.matches(e) for e in exc.exceptions)
+        sig = dict(self.signatures).get(_case_of(exc))
+        return sig is not None and sig.matches(exc)
+
+    def describe(self) -> str:
+        return "; ".join(f"{case}: {sig.describe()}" for case, sig in self.signatures)
+
+
+def _case_of(exc: BaseException | None) -> str | None:
+    """The contract case a failure is about (``ContractFailure.case``), if any."""
+    while exc is not None:
+        case = getattr(exc, "case", None)
+        if case is not None:
+            return getattr(case, "name", case)
+        exc = exc.__cause__
+    return None
+
+
+def raised_in(exc: BaseException) -> tuple[str, str] | None:
+    """(file path ending, function) of the innermost frame of ``exc``'s traceback, the ending being the
+    path's last two parts (``vllm/_custom_ops.py``: the same in a wheel or an editable checkout)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    return "/".join(PurePath(code.co_filename).parts[-2:]), code.co_name
 
 
 def _traces_dynamic_cond(p: PathSpec) -> bool:
@@ -50,20 +124,61 @@ def _traces_dynamic_cond(p: PathSpec) -> bool:
 
 
 def _ends_in_cutlass(p: PathSpec) -> bool:
-    return p.kernel == CUTLASS_SM90
+    return p.family == GEMM and p.kernel == CUTLASS_SM90
 
 
 def _is_triton_block(p: PathSpec) -> bool:
-    return p.kernel == TRITON
+    return p.family == GEMM and p.kernel == TRITON
 
 
 # How the contract property says a cell failed (fp8_verify.suite.contract.ContractFailure).
-def _contract(kind: str, text: str = "") -> Signature:
-    return Signature("ContractFailure", rf"\b{kind}\b" + (f": {text}" if text else ""))
+def _contract(kind: str, text: str = "", **kw: Any) -> Signature:
+    return Signature("ContractFailure", rf"\b{kind}\b" + (f": {text}" if text else ""), **kw)
 
 
-SILENT_WRONG = _contract("silent-wrong")
-BARE_ASSERT = _contract("unclear-error", r"AssertionError: ?\(|AssertionError: ?$")
+def _bare_assert(file: str, function: str) -> Signature:
+    """An ``assert`` without a message, in ``function`` of ``file``: ``AssertionError()``."""
+    return _contract("unclear-error", r"AssertionError: ?(?:\(|$)", raised_in=(file, function))
+
+
+def _messageless_check(function: str, file: str) -> Signature:
+    """A stable-ABI ``STD_TORCH_CHECK`` without text, located in ``function`` of ``file``."""
+    where = rf"{function}, (?:\S*/)?{re.escape(file)}:\d+, ?$"
+    return _contract("unclear-error", rf"RuntimeError: {where}")
+
+
+def _deepgemm_assert(file: str, condition: str) -> Signature:
+    """DeepGEMM's ``DG_HOST_ASSERT`` in ``file``: its only text is the C++ condition (a regex here)."""
+    where = rf"Assertion error \((?:\S*/)?{re.escape(file)}:\d+\): "
+    return _contract("unclear-error", rf"RuntimeError: {where}{condition}")
+
+
+_FP4 = r"ab\.scalar_type\(\) == kPackedFP4 and \(?arch_major == 10"  # 0.34: "(arch_major == 10 or ... 12)"
+_SF_K = r"sf\.size\(-1\) == ceil_div\(k, gran_k"
+
+
+def _is_deepgemm(p: PathSpec) -> bool:
+    return p.family == GEMM and p.kernel == DEEPGEMM
+
+
+def _triton_complaint(text: str) -> Signature:
+    """Triton's compiler stopping inside the kernel with this complaint (the contract keeps its last line)."""
+    return _contract("unclear-error", rf"CompilationError \(Triton compile failed\): {text}")
+
+
+def _reads_as_packed(exc: BaseException) -> bool:
+    return same_bits(getattr(exc, "output", None), predicted_output(exc))
+
+
+#: A silent wrong answer that is *the* wrong answer of the SM90 kernel reading its operands as packed:
+#: not any wrong answer, so that a second defect in the same cell fails the run.
+SILENT_WRONG = _contract(
+    "silent-wrong",
+    predicts=Prediction(
+        "the output bit for bit what the SM90 kernel computes reading A, B and their scales as packed",
+        _reads_as_packed,
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -75,7 +190,7 @@ class Finding:
     properties: tuple[str, ...]  # the test functions that find it
     where: Callable[[PathSpec], bool]  # the paths it shows on
     releases: Span  # first bad (inclusive) to first fixed (exclusive); until=None: not fixed yet
-    signature: Signature
+    signature: Matcher
     repro: str  # the standalone repro, relative to the repository root
     kernel: bool = False  # a defect of the SM90 kernel itself (the CPU double models it)
     cases: tuple[str, ...] = ()  # contract cases it covers (test_rejected_clearly_or_right)
@@ -217,7 +332,7 @@ FINDINGS: dict[str, Finding] = {
             CONTRACT,
             _ends_in_cutlass,
             Span("0.22.0"),
-            BARE_ASSERT,
+            _bare_assert("vllm/_custom_ops.py", "cutlass_scaled_mm"),
             "repros/fv007_out_dtype_message.py",
             cases=("out_fp32",),
             seen_real=("0.22.1", "0.23.0", "0.24.0", "0.26.0"),
@@ -229,7 +344,13 @@ FINDINGS: dict[str, Finding] = {
             CONTRACT,
             _ends_in_cutlass,
             KERNEL_SPAN,
-            _contract("unclear-error", r"RuntimeError: \w+, \S+:\d+, ?$"),
+            ByCase(
+                (
+                    ("b_col_major", _messageless_check("cutlass_scaled_mm", "scaled_mm_entry.cu")),
+                    ("scales_fp64", _messageless_check("dispatch_scaled_mm", "scaled_mm_helper.hpp")),
+                    ("scales_bf16", _messageless_check("dispatch_scaled_mm", "scaled_mm_helper.hpp")),
+                )
+            ),
             "repros/fv008_messageless_checks.py",
             kernel=True,
             cases=("b_col_major", "scales_fp64", "scales_bf16"),
@@ -256,7 +377,7 @@ FINDINGS: dict[str, Finding] = {
             CONTRACT,
             _ends_in_cutlass,
             Span("0.22.0"),
-            BARE_ASSERT,
+            _bare_assert("compressed_tensors/triton_scaled_mm.py", "triton_scaled_mm"),
             "repros/fv010_not_multiple_of_16.py",
             cases=("n_not16", "k_not16"),
             seen_real=("0.22.1", "0.23.0", "0.24.0", "0.26.0"),
@@ -269,7 +390,7 @@ FINDINGS: dict[str, Finding] = {
             CONTRACT,
             _is_triton_block,
             Span("0.22.0"),
-            BARE_ASSERT,
+            _bare_assert("utils/fp8_utils.py", "w8a8_triton_block_scaled_mm"),
             "repros/fv011_triton_bare_asserts.py",
             cases=("a_sliced", "a_row_strided", "a_scale_short"),
             seen_real=("0.22.1", "0.23.0", "0.24.0", "0.26.0"),
@@ -282,10 +403,58 @@ FINDINGS: dict[str, Finding] = {
             CONTRACT,
             _is_triton_block,
             Span("0.22.0"),
-            _contract("unclear-error", r"CompilationError \(Triton compile failed\)"),
+            ByCase(
+                (
+                    ("a_fp16", _triton_complaint("Unsupported rhs dtype fp8e4nv")),
+                    (
+                        "scales_fp64",
+                        _triton_complaint(
+                            r'AssertionError\("Loop-carried variable accumulator has initial type '
+                            r"<[^>]*fp32> but is re-assigned to <[^>]*fp64> in loop"
+                        ),
+                    ),
+                )
+            ),
             "repros/fv012_triton_dtype_compile_error.py",
             cases=("a_fp16", "scales_fp64"),
             seen_real=("0.22.1", "0.23.0", "0.24.0", "0.26.0"),
+        ),
+        Finding(
+            "FV-013",
+            "vLLM's Triton block-FP8 GEMM is not batch invariant on Hopper: its tuned configs launch "
+            "BLOCK_SIZE_M 16 up to 128 rows and 64 above (DeepSeek-V3's shapes on an H100), and the same "
+            "row gets other bits in a batch of 1-128 than in a batch of 256 or more",
+            ("test_batch_invariant_across_configs",),
+            _is_triton_block,
+            Span("0.22.0"),
+            Signature("AssertionError", r"is not batch invariant: the first \d+ rows alone"),
+            "repros/fv013_triton_batch_variance.py",
+            seen_real=("0.23.0",),
+        ),
+        Finding(
+            "FV-014",
+            "DeepGEMM's GEMM, as vLLM calls it (torch.ops.vllm.fp8_gemm_nt_op), rejects wrong inputs with "
+            "host asserts whose only text is a C++ condition: an e5m2 or fp16 activation reads "
+            "'ab.scalar_type() == kPackedFP4 and arch_major == 10' (FP4, Blackwell), scales of a wrong "
+            "shape 'sf.size(-1) == ceil_div(k, gran_k * ...)'",
+            CONTRACT,
+            _is_deepgemm,
+            Span("0.23.0"),
+            ByCase(
+                (
+                    *((c, _deepgemm_assert("utils/layout.hpp", _FP4)) for c in ("a_e5m2", "a_fp16")),
+                    *(
+                        (c, _deepgemm_assert("utils/layout.hpp", _SF_K))
+                        for c in ("a_scale_short", "block_128x64")
+                    ),
+                    (
+                        "block_64x128",
+                        _deepgemm_assert("utils/layout.hpp", r"sf\.size\(-2\) == ceil_div\(mn, gran_mn\)"),
+                    ),
+                )
+            ),
+            "repros/fv014_deepgemm_unclear_checks.py",
+            cases=("a_e5m2", "a_fp16", "a_scale_short", "block_64x128", "block_128x64"),
         ),
     )
 }

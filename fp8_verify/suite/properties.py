@@ -13,10 +13,11 @@ from collections.abc import Callable
 import torch
 
 from ..judge.bound import oracle
-from ..judge.exact import ExactVerdict, emulate, judge_exact
+from ..judge.exact import CUTLASS, ExactVerdict, emulate, judge_exact
+from ..judge.family import QuantVerdict, gemm_view, judge_quant
 from ..judge.verdict import Verdict, bitwise_diff, judge
 from ..problem import BlockScaledProblem, column_major
-from ..subject.registry import Call, GemmPath, as_path
+from ..subject.registry import EXTERNAL, QUANT, Call, GemmPath, as_path
 from ..subject.releases import MRule, kernel_m_rule
 from ..subject.vllm import load
 from .isolation import is_sticky_cuda_error
@@ -26,7 +27,7 @@ class VerdictFailure(AssertionError):
     """A path's output outside the FP8 bound, or not the kernel's bits (``verdict`` says where and by
     how much)."""
 
-    def __init__(self, verdict: Verdict | ExactVerdict) -> None:
+    def __init__(self, verdict: Verdict | ExactVerdict | QuantVerdict) -> None:
         super().__init__(verdict.message())
         self.verdict = verdict
 
@@ -36,17 +37,42 @@ def device() -> torch.device:
     return load().device
 
 
-def _check(gemm: GemmPath | Call, p: BlockScaledProblem, record, exact: bool) -> Verdict | ExactVerdict:
-    """Run ``gemm`` on ``p``, judge it against the bound (always: its error/bound feeds the report and a
-    failure's artifacts) and, if ``exact``, bit for bit against the emulation; raise on the verdict."""
+def _check(gemm: GemmPath | Call, p, record, exact: bool):
+    """Run ``gemm`` on ``p`` and judge its output against the bound (always: its error/bound feeds the
+    report and a failure's artifacts) and, if ``exact``, bit for bit against the emulation of its
+    kernel's arithmetic; raise on the verdict. A layer row is judged on the GEMM problem its
+    quantization should have formed, a quantization row by :func:`~fp8_verify.judge.family.judge_quant`
+    (:mod:`fp8_verify.judge.family`)."""
     __tracebackhide__ = True
     gemm = as_path(gemm)
-    out = gemm.run(p)
-    o = oracle(p)
-    vb = judge(out, o, p, gemm.name)
-    v = judge_exact(out, emulate(p), p, gemm.name) if exact else vb
+    prepared = gemm.prepare(p)
+    out = prepared.fn(*prepared.inputs)
+    decisions = prepared.decisions or gemm.decisions(p)
+    if gemm.family == QUANT:
+        vq = judge_quant(out, p, decisions, gemm.name, exact=exact)
+        if record is not None:
+            record.example()
+        if not vq.ok:
+            raise VerdictFailure(vq)
+        return vq
+    g = gemm_view(p, decisions)
+    o = oracle(g)
+    vb = judge(out, o, g, gemm.name)
+    arithmetic = gemm.arithmetic(p)
+    if gemm.kernel == EXTERNAL:  # a callable handed to the check: held to the SM90 CUTLASS kernel's bits
+        arithmetic = CUTLASS
+    if exact and arithmetic is None:
+        if gemm.kernel == EXTERNAL or not gemm.spec.exact:
+            raise ValueError(f"{gemm.name}: no known arithmetic to judge bit for bit (kernel {gemm.kernel})")
+        # a kernel whose arithmetic holds only on some problems (kernels.Kernel.modelled): the bound here
+        if record is not None:
+            record.bound_only()
+        exact = False
+    v = judge_exact(out, emulate(g, arithmetic), g, gemm.name) if exact else vb
     if record is not None:
-        record.verdict(vb, p)
+        record.verdict(vb, p, decisions.kernel.name if decisions and decisions.kernel else gemm.kernel)
+        if decisions is not None:
+            record.decided(decisions)
         if not v.ok:
             record.failure(p, gemm, vb, out, o)
     if not v.ok:
@@ -54,7 +80,7 @@ def _check(gemm: GemmPath | Call, p: BlockScaledProblem, record, exact: bool) ->
     return v
 
 
-def check_within_bound(gemm: GemmPath | Call, p: BlockScaledProblem, record=None) -> Verdict:
+def check_within_bound(gemm: GemmPath | Call, p, record=None) -> Verdict:
     """Run ``gemm`` (a registry path, or any callable with vLLM's signature) on ``p`` and assert every
     element is within the FP8 error bound of the exact reference (:mod:`fp8_verify.judge.bound`);
     ``record`` (the ``fp8_record`` fixture) counts it and keeps a failure's repro script and error map."""
@@ -62,10 +88,12 @@ def check_within_bound(gemm: GemmPath | Call, p: BlockScaledProblem, record=None
     return _check(gemm, p, record, exact=False)
 
 
-def check_bit_exact(gemm: GemmPath | Call, p: BlockScaledProblem, record=None) -> ExactVerdict:
-    """Run ``gemm`` on ``p`` and assert its output is, bit for bit, what the SM90 kernel's arithmetic
-    gives (:func:`fp8_verify.judge.exact.emulate`); the FP8 bound is checked too, so that the error/bound
-    is reported and a failure leaves the same artifacts as :func:`check_within_bound`."""
+def check_bit_exact(gemm: GemmPath | Call, p, record=None) -> ExactVerdict:
+    """Run ``gemm`` on ``p`` and assert its output is, bit for bit, what its kernel's arithmetic gives
+    (:func:`fp8_verify.judge.exact.emulate`; a callable that is not a registry row is held to the SM90
+    CUTLASS kernel's arithmetic, the one upstream's block-FP8 GEMM tests target); the FP8 bound is
+    checked too, so that the error/bound is reported and a failure leaves the same artifacts as
+    :func:`check_within_bound`."""
     __tracebackhide__ = True
     return _check(gemm, p, record, exact=True)
 

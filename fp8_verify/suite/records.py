@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from ..subject.kernels import CUTLASS_SM90
 from ..subject.schedule import H100_SMS, classes
 from . import shards
 
@@ -34,17 +35,31 @@ class Recorder:
     max_ratio: float | None = None
     artifacts: dict[str, str] = field(default_factory=dict)
     coverage: dict[str, int] = field(default_factory=dict)
+    kernels: dict[str, int] = field(default_factory=dict)  # what vLLM decided for layer rows
 
-    def verdict(self, v, p=None) -> None:
+    def verdict(self, v, p=None, kernel: str = CUTLASS_SM90) -> None:
         """Count one example judged by ``v`` (a Verdict; its max error/bound feeds the report) and, given
-        its problem ``p``, the kernel schedule classes it reached."""
+        its problem ``p``, the CUTLASS kernel's schedule classes it reached (for that kernel only)."""
         self.examples += 1
         r = v.max_ratio
         if r == r and (self.max_ratio is None or r > self.max_ratio):
             self.max_ratio = r
-        if p is not None:
+        if p is not None and kernel == CUTLASS_SM90:
             for c in classes(p.m, p.n, p.k, self.release, self.sm_count):
                 self.coverage[c] = self.coverage.get(c, 0) + 1
+
+    def bound_only(self) -> None:
+        """Count an example the bit-exact property judged by the bound alone: its kernel computes it
+        with an arithmetic fp8-verify does not model (``Kernel.modelled``)."""
+        self.kernels["bound only (arithmetic not modelled here)"] = (
+            self.kernels.get("bound only (arithmetic not modelled here)", 0) + 1
+        )
+
+    def decided(self, d) -> None:
+        """Count what vLLM decided for a layer (:class:`fp8_verify.subject.layer.Decisions`): the report
+        says which kernel class ran, with which quantization, how often."""
+        key = f"{d.kernel_class} (UE8M0 activations: {d.act_ue8m0}, UE8M0 weights: {d.weight_ue8m0})"
+        self.kernels[key] = self.kernels.get(key, 0) + 1
 
     def example(self) -> None:
         """Count one example that has no error/bound (a bitwise or a contract check)."""
@@ -58,6 +73,8 @@ class Recorder:
 
     def row(self) -> dict[str, Any]:
         row = {"path": self.path, "examples": self.examples, "max_ratio": self.max_ratio, **self.artifacts}
+        if self.kernels:
+            row["kernels"] = dict(self.kernels)
         return {**row, "coverage": self.coverage} if self.coverage else row
 
 

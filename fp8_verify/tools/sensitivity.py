@@ -28,7 +28,9 @@ from ..judge.exact import emulate, judge_exact
 from ..judge.metrics import THRESHOLD, calc_diff, vllm_rel_diff
 from ..judge.verdict import judge
 from ..numerics import sm90_blockwise_gemm
-from ..problem import BlockScaledProblem, ProblemSpec, build
+from ..numerics.quant import quantize_groups, requantize_weight_ue8m0
+from ..problem import BlockScaledProblem, ProblemSpec, build, column_major
+from ..problem.layer import ACT_REGIMES, LayerSpec, build_layer
 from ..report.tables import markdown_table
 
 K = 7168
@@ -94,6 +96,99 @@ PLANTS: dict[str, tuple[str, Plant]] = {
     "column-1%": ("one output column 1% off", _slice_off(1)),
 }
 CHECKS = ("bit-exact", "derived bound", "vLLM metric", "calc_diff")
+
+
+# -- plants in vLLM's quantization and in DeepGEMM's scale layout (issue: the layer as a model runs it) --
+
+
+def _layer_gemm(x, w, ws, ue8m0: bool, quant=quantize_groups) -> BlockScaledProblem:
+    """The GEMM problem a layer forms from ``x`` with the quantization ``quant`` (DeepGEMM's by default:
+    UE8M0 activations and E8M0-requantized weights when ``ue8m0``)."""
+    a, a_s = quant(x, ue8m0=ue8m0)
+    if ue8m0:
+        w, ws = requantize_weight_ue8m0(w, ws)
+    return BlockScaledProblem(a, column_major(a_s), w, ws.contiguous(), (128, 128), torch.bfloat16)
+
+
+def _floor_ue8m0(x, ue8m0=True):
+    """UE8M0 scales rounded *down* to a power of two (values above 448 then saturate)."""
+    _, s = quantize_groups(x, ue8m0=False)
+    s = torch.exp2(torch.floor(torch.log2(s)))
+    g = x.float().reshape(x.shape[0], -1, 128) / s[..., None]
+    return g.clamp(-448, 448).reshape(x.shape).to(torch.float8_e4m3fn), s
+
+
+def _eps(eps: float):
+    def quant(x, ue8m0=True):
+        return quantize_groups(x, eps=eps, ue8m0=ue8m0)
+
+    return quant
+
+
+def _amax_off(x, ue8m0=True):
+    """One group's scale from an amax 1% too large (a reduction over the wrong lanes, say)."""
+    _, s = quantize_groups(x, ue8m0=ue8m0)
+    s = s.clone()
+    s[0, 0] = s[0, 0] * 1.01
+    g = x.float().reshape(x.shape[0], -1, 128) / s[..., None]
+    return g.clamp(-448, 448).reshape(x.shape).to(torch.float8_e4m3fn), s
+
+
+QUANT_PLANTS: dict[str, tuple[str, Callable]] = {
+    "ue8m0-down": (
+        "UE8M0 activation scales rounded down, not up",
+        lambda x, w, ws: _layer_gemm(x, w, ws, True, _floor_ue8m0),
+    ),
+    "eps-1e-4": (
+        "eps 1e-4 instead of 1e-10 (tiny groups flush)",
+        lambda x, w, ws: _layer_gemm(x, w, ws, True, _eps(1e-4)),
+    ),
+    "amax-one-group": (
+        "one group's fp32 scale 1% too large (VLLM_USE_DEEP_GEMM_E8M0=0)",
+        lambda x, w, ws: _layer_gemm(x, w, ws, True, _amax_off),
+    ),
+    "sfa-row-major": (
+        "DeepGEMM reads the activation scales row-major (a layout mismatch)",
+        lambda x, w, ws: _transposed_sfa(_layer_gemm(x, w, ws, True)),
+    ),
+}
+
+
+def _transposed_sfa(p: BlockScaledProblem) -> BlockScaledProblem:
+    """The activation scales read with the other layout: element (i, kb) taken from (kb, i) of the
+    column-major storage viewed row-major."""
+    flat = p.a_scale.t().contiguous().reshape(-1)
+    return replace(p, a_scale=column_major(flat.reshape(p.a_scale.shape)))
+
+
+def run_quant(examples: int, seed: int = 0) -> dict:
+    """Each quantization plant on the same layer problems (DeepGEMM's default on an H100: UE8M0
+    activations, E8M0 weights; ``tiny`` activations for the eps plant's groups): which check fails."""
+    r = random.Random(seed)
+    rows = []
+    layers = []
+    for _ in range(examples):
+        spec = LayerSpec(
+            m=r.randint(1, 32), n=64 * r.randint(2, 8), k=K, act=r.choice(ACT_REGIMES), seed=r.getrandbits(32)
+        )
+        lp = build_layer(spec)
+        layers.append(lp)
+    for name, (what, make) in QUANT_PLANTS.items():
+        first: dict[str, int | None] = dict.fromkeys(CHECKS)
+        ue8m0 = name != "amax-one-group"
+        alarms = dict.fromkeys(CHECKS, 0)
+        for i, lp in enumerate(layers):
+            good = _layer_gemm(lp.x, lp.w, lp.w_scale, ue8m0)
+            exp = emulate(good)
+            control = caught(good, exp, exp)
+            bad = emulate(make(lp.x, lp.w, lp.w_scale))
+            for check, (fails, _value) in caught(good, bad, exp).items():
+                alarms[check] += control[check][0]
+                if fails and not control[check][0] and first[check] is None:
+                    first[check] = i + 1
+        rows.append({"plant": name, "what": what, "first_failing_example": first, "control_alarms": alarms})
+        print(f"[sensitivity] {name}: {first}", file=sys.stderr, flush=True)
+    return {"examples": examples, "seed": seed, "plants": rows}
 
 
 def specs(count: int, seed: int = 0) -> list[ProblemSpec]:
@@ -195,7 +290,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--md", help="write the Markdown table here")
+    ap.add_argument("--quant", action="store_true", help="the quantization and scale-layout plants")
     args = ap.parse_args(argv)
+    if args.quant:
+        doc = run_quant(args.examples, args.seed)
+        if args.json:
+            Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+        print(markdown(doc))
+        return 0
     doc = run(args.examples, args.seed)
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
