@@ -29,6 +29,6 @@ def test_bit_exact(gemm, data, fp8_record):
     """The row's output equals the emulation of its kernel's arithmetic bit for bit (NaN equal to NaN),
     for every M its kernel takes, real checkpoints' shapes included."""
     spec = data.draw(specs_for(gemm), label="spec")
-    p = build_for(spec, device())
+    p = build_for(spec, device(gemm))
     note(p.describe())
     check_bit_exact(gemm, p, fp8_record)

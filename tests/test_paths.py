@@ -33,7 +33,7 @@ def test_within_bound(gemm, data, fp8_record):
     """The path's output is within the per-element FP8 bound of the float64 reference, for every M its
     kernel takes on this release."""
     spec = data.draw(specs_for(gemm), label="spec")
-    p = build_for(spec, device())
+    p = build_for(spec, device(gemm))
     note(p.describe())
     check_within_bound(gemm, p, fp8_record)
 
@@ -45,7 +45,7 @@ def test_agrees_with_kernel(gemm, data, fp8_record):
     """A path that ends in the SM90 kernel gives the kernel's own bits: padding, slicing, the op
     registration and compilation change nothing (``kernel_alone``: the kernel on a packed copy)."""
     spec = data.draw(problem_specs(m=m_dims_for(gemm)), label="spec")
-    p = build(spec, device())
+    p = build(spec, device(gemm))
     note(p.describe())
     out = gemm.run(p)
     fp8_record.example()
@@ -59,7 +59,7 @@ def test_unaligned_m_is_rejected_or_right(gemm, data, fp8_record):
     """A path whose kernel takes only M % 4 == 0 (and does not pad) must, for other M, raise an error
     that says so -- or be right."""
     spec = data.draw(problem_specs(m=m_dims(max_value=256, aligned=False)), label="spec")
-    p = build(spec, device())
+    p = build(spec, device(gemm))
     note(p.describe())
     _out, exc = run_or_exception(gemm, p)
     if exc is None:
@@ -77,7 +77,7 @@ def test_unaligned_m_is_rejected_or_right(gemm, data, fp8_record):
 def test_output_is_fresh_and_whole(gemm, data, fp8_record):
     """The output has exactly M rows, is contiguous, and owns no storage shared with the inputs."""
     spec = data.draw(specs_for(gemm, max_m=64), label="spec")
-    p = build_for(spec, device())
+    p = build_for(spec, device(gemm))
     out = gemm.run(p)
     fp8_record.example()
     assert out.shape == (p.m, p.n) and out.dtype == p.out_dtype, (gemm.name, out.shape, out.dtype)

@@ -32,9 +32,14 @@ class VerdictFailure(AssertionError):
         self.verdict = verdict
 
 
-def device() -> torch.device:
-    """Where problems live: the GPU when the real kernel runs, else the CPU (double)."""
-    return load().device
+def device(path: GemmPath | None = None) -> torch.device:
+    """Where problems live: the GPU when vLLM's real kernels run, else the CPU (the doubles) -- except for
+    a user's kernel (``--path``), which gets CUDA tensors on any CUDA GPU (an A100's or a B200's kernel
+    must not be handed CPU tensors because vLLM's SM90 kernels cannot run there)."""
+    s = load()
+    if path is not None and path.kernel == EXTERNAL and s.device.type == "cpu" and torch.cuda.is_available():
+        return torch.device("cuda")
+    return s.device
 
 
 def _check(gemm: GemmPath | Call, p, record, exact: bool):
