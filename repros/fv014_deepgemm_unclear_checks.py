@@ -40,5 +40,7 @@ for name, (x, x_s) in cases.items():
     except RuntimeError as e:
         text = str(e).strip().splitlines()[0]
         print(f"{name}: {text}")
-        unclear += "Assertion error" in text and not any(w in text.lower() for w in ("dtype", "e4m3", "shape"))
+        unclear += "Assertion error" in text and not any(
+            w in text.lower() for w in ("dtype", "e4m3", "shape")
+        )
 sys.exit(1 if unclear else 0)

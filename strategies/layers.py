@@ -7,39 +7,23 @@ from __future__ import annotations
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from fp8_verify.problem import build, max_m_for, memory_budget, problem_bytes, work_budget
+from fp8_verify.problem import build, max_m_for
 from fp8_verify.problem.layer import ACT_DTYPES, ACT_REGIMES, WEIGHT_REGIMES, LayerSpec, build_layer
 
-from .dims import m_dims, m_dims_for, nk_dims
+from .dims import m_dims, m_dims_for
 from .problems import problem_specs, weight_dims
-from .shapes import SHAPES, weight_shapes
 
 GROUP = 128  # vLLM's activation quantization groups: a layer's K is a multiple of them
-REAL_SHAPE_SHARE = 10  # percent of drawn layers that are a real checkpoint's layer (where one fits)
 
 
-@st.composite
 def layer_weight_dims(
-    draw, n_multiple: int = 16, max_n: int = 512, max_k: int = 1024, max_work: int | None = None
-) -> tuple[int, int]:
-    """``(N, K)`` of a layer: N a multiple of ``n_multiple``, K of 128 (the quantization group); one draw
-    in ten a real checkpoint's layer that fits the budgets and the multiples."""
-    if n_multiple < 1 or n_multiple > max_n:
-        raise InvalidArgument(f"layer_weight_dims: n_multiple={n_multiple} must be in [1, {max_n}]")
-    n = draw(nk_dims(min_value=n_multiple, max_value=max_n, multiple_of=n_multiple))
-    k = draw(nk_dims(min_value=GROUP, max_value=max_k, multiple_of=GROUP))
-    work = work_budget() if max_work is None else max_work
-    fits = [
-        s
-        for s in SHAPES
-        if s.n % n_multiple == 0
-        and s.k % GROUP == 0
-        and s.n * s.k <= work
-        and problem_bytes(1, s.n, s.k) <= memory_budget()
-    ]
-    if fits and draw(st.integers(0, 99)) >= 100 - REAL_SHAPE_SHARE:
-        n, k = draw(weight_shapes(shapes=fits))
-    return n, k
+    n_multiple: int = 16, max_work: int | None = None
+) -> st.SearchStrategy[tuple[int, int]]:
+    """``(N, K)`` of a layer: :func:`~.problems.weight_dims` with N a multiple of ``n_multiple`` and K of
+    128 (the quantization group): small dims, and one draw in ten a real checkpoint's layer that fits."""
+    if n_multiple < 1 or n_multiple > 512:
+        raise InvalidArgument(f"layer_weight_dims: n_multiple={n_multiple} must be in [1, 512]")
+    return weight_dims(max_work=max_work, n_multiple=n_multiple, k_multiple=GROUP)
 
 
 @st.composite

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fp8_verify.subject.registry import as_path, get
+from fp8_verify.subject.registry import CUTLASS_SM90, GEMM, as_path, default
 from fp8_verify.subject.vllm import load
 from fp8_verify.suite.properties import device
 
@@ -19,6 +19,7 @@ def test_a_users_kernel_gets_cuda_tensors_on_a_gpu_that_is_not_hopper(monkeypatc
     mine = as_path(lambda a, b, a_s, b_s, block, out_dtype: a, name="mine")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # an A100 or a B200, say
     assert device(mine) == torch.device("cuda")
-    assert device(get("bypass")) == torch.device("cpu")  # vLLM's SM90 kernel: the CPU double here
+    cutlass = default().get(default().select(kernel=CUTLASS_SM90, family=GEMM, compiled=False)[0].name)
+    assert device(cutlass) == torch.device("cpu")  # vLLM's SM90 kernel: the CPU double here
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert device(mine) == torch.device("cpu")
