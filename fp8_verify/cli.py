@@ -186,6 +186,8 @@ def _check(args, extra: list[str]) -> int:
         extra = ["--fp8-examples", str(args.examples), *extra]
     if args.shards:
         extra = ["--fp8-shards", str(args.shards), *extra]
+    if args.batch:
+        extra = ["--fp8-batch", str(args.batch), *extra]
     if args.mutant:
         from .tools.mutants.catalogue import CATALOGUE
         from .tools.mutants.plant import MUTANT_ENV
@@ -291,6 +293,13 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="split each core property into N items of 1/N of its examples, so that -n spreads one property "
         "over several workers and GPUs (use with -n; e.g. N = the number of GPUs)",
+    )
+    c.add_argument(
+        "--batch",
+        type=whole_number,
+        metavar="N",
+        help="problems per bit-exact example (fresh activations, one shape; default: 128 under nightly, "
+        "else 1): many more problems per GPU-hour, a failure still reported as one problem",
     )
     c.add_argument(
         "--self-tests",

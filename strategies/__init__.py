@@ -11,7 +11,7 @@ Small pieces that compose: :func:`m_dims` / :func:`nk_dims` draw dimensions with
 """
 
 from .dims import m_dims, m_dims_for, nk_dims
-from .layers import build_for, layer_specs, layer_weight_dims, specs_for
+from .layers import batch_for, build_for, layer_specs, layer_weight_dims, specs_for
 from .problems import (
     block_shapes,
     out_dtypes,
@@ -26,6 +26,7 @@ from .shapes import SHAPES, Shape, weight_shapes
 __all__ = [
     "SHAPES",
     "Shape",
+    "batch_for",
     "block_shapes",
     "build_for",
     "layer_specs",

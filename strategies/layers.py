@@ -4,10 +4,12 @@ the draw -- no property names a kernel."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from fp8_verify.problem import build, max_m_for
+from fp8_verify.problem import build, m_limit, max_m_for
 from fp8_verify.problem.layer import ACT_DTYPES, ACT_REGIMES, WEIGHT_REGIMES, LayerSpec, build_layer
 
 from .dims import m_dims, m_dims_for
@@ -45,7 +47,7 @@ def layer_specs(
     if not act_dtypes or not set(act_dtypes) <= set(ACT_DTYPES):
         raise InvalidArgument(f"layer_specs: act_dtypes={act_dtypes!r} must be a subset of {ACT_DTYPES}")
     n, k = draw(layer_weight_dims() if weights is None else weights)
-    m_ = draw(m_dims(max_value=4096) if m is None else m)
+    m_ = draw(m_dims(max_value=m_limit()) if m is None else m)
     cap = max_m_for(n, k)
     if m_ > cap:
         m_ = cap - (cap - m_) % 4 if cap >= 4 else min(m_, cap)
@@ -62,11 +64,12 @@ def layer_specs(
     )
 
 
-def specs_for(path, max_m: int = 4096, **kwargs) -> st.SearchStrategy:
+def specs_for(path, max_m: int | None = None, **kwargs) -> st.SearchStrategy:
     """The problem specs a registry row takes (:class:`fp8_verify.subject.registry.GemmPath`): a GEMM row
     its kernel's M rule, N/K multiples and output dtypes; a layer or quantization row layers whose N is
     a multiple of its kernel's. ``kwargs`` go to :func:`problem_specs` / :func:`layer_specs`."""
     rules = path.rules
+    max_m = m_limit() if max_m is None else max_m
     if path.family == "gemm":
         kwargs.setdefault("m", m_dims_for(path, max_value=max_m))
         kwargs.setdefault("weights", weight_dims(n_multiple=rules.n_multiple, k_multiple=rules.k_multiple))
@@ -76,6 +79,27 @@ def specs_for(path, max_m: int = 4096, **kwargs) -> st.SearchStrategy:
     kwargs.setdefault("weights", layer_weight_dims(n_multiple=rules.n_multiple))
     kwargs.setdefault("out_dtypes", rules.out_dtypes)
     return layer_specs(**kwargs)
+
+
+def batch_for(path, spec, batch: int) -> tuple:
+    """``(spec, rows)``: ``spec`` grown into a batch of up to ``batch`` problems of its shape that share the
+    weight -- the spec with ``batch`` times its M, whose rows are drawn independently, so that each slice
+    of ``rows`` rows is a problem of its own with fresh activations -- as many as the budgets allow
+    (:func:`fp8_verify.problem.max_m_for`); ``rows`` None where that is one problem, or for a
+    quantization row (judged on its own outputs, not a GEMM's). For the bit-exact property's ``rows``
+    (:func:`fp8_verify.suite.properties.check_bit_exact`).
+
+    >>> from fp8_verify.problem import ProblemSpec
+    >>> class Row: family = "gemm"
+    >>> batch_for(Row, ProblemSpec(m=3, n=256, k=256), 8)
+    (ProblemSpec(m=24, n=256, k=256, block=(128, 128), out_dtype='bfloat16', values='quantized', scales='fp32', row_spread=0, seed=0), 3)
+    """
+    if batch < 1:
+        raise InvalidArgument(f"batch_for: batch={batch!r} must be >= 1")
+    if batch == 1 or path.family not in ("gemm", "layer"):
+        return spec, None
+    count = min(batch, max_m_for(spec.n, spec.k) // spec.m)
+    return (replace(spec, m=spec.m * count), spec.m) if count > 1 else (spec, None)
 
 
 def build_for(spec, device):

@@ -11,6 +11,7 @@ from fp8_verify.problem import (
     VALUE_REGIMES,
     ProblemSpec,
     build,
+    m_limit,
     max_m_for,
     memory_budget,
     problem_bytes,
@@ -108,7 +109,7 @@ def problem_specs(
 
     ``n`` and ``k`` draw the weight's dims independently; without them ``weights`` draws ``(N, K)``
     together (default :func:`weight_dims`: small dims, and real checkpoints' layers). M (default
-    :func:`m_dims` up to 4096: past one wave of output tiles on a GPU) is then capped, keeping its
+    :func:`m_dims` up to :func:`fp8_verify.problem.m_limit`: 4096 on a GPU, past one wave of output tiles) is then capped, keeping its
     residue mod 4, so that the problem fits ``max_bytes`` of memory and ``max_work`` multiply-adds
     (defaults: :func:`fp8_verify.problem.memory_budget`, :func:`fp8_verify.problem.work_budget`): a run
     on a small GPU or on the CPU draws smaller problems, not out-of-memory errors or hour-long examples.
@@ -145,7 +146,7 @@ def problem_specs(
     else:
         n_ = draw(nk_dims(max_value=512) if n is None else n)
         k_ = draw(nk_dims(max_value=1024) if k is None else k)
-    m_ = draw(m_dims(max_value=4096) if m is None else m)
+    m_ = draw(m_dims(max_value=m_limit()) if m is None else m)
     cap = max_m_for(n_, k_, max_bytes, max_work)
     if m_ > cap:  # keep M's residue mod 4; an aligned M stays aligned even past a cap under 4
         m_ = cap - (cap - m_) % 4 if cap >= 4 else (4 if m_ % 4 == 0 else min(m_ % 4, cap))

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, note
 from hypothesis import strategies as st
 
-from fp8_verify.strategies import build_for, specs_for
+from fp8_verify.strategies import batch_for, build_for, specs_for
 from fp8_verify.suite.properties import check_bit_exact, device
 
 pytestmark = pytest.mark.cpu
@@ -27,8 +27,9 @@ pytestmark = pytest.mark.cpu
 @given(data=st.data())
 def test_bit_exact(gemm, data, fp8_record):
     """The row's output equals the emulation of its kernel's arithmetic bit for bit (NaN equal to NaN),
-    for every M its kernel takes, real checkpoints' shapes included."""
-    spec = data.draw(specs_for(gemm), label="spec")
+    for every M its kernel takes, real checkpoints' shapes included. Under the nightly profile one
+    example checks a batch of problems of the drawn shape (``--fp8-batch``); a failure names one."""
+    spec, rows = batch_for(gemm, data.draw(specs_for(gemm), label="spec"), fp8_record.batch)
     p = build_for(spec, device(gemm))
-    note(p.describe())
-    check_bit_exact(gemm, p, fp8_record)
+    note(p.describe() + (f", a batch of {p.m // rows} problems of M={rows}" if rows else ""))
+    check_bit_exact(gemm, p, fp8_record, rows=rows)

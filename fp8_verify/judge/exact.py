@@ -23,14 +23,23 @@ from .verdict import attribute_mismatch
 CUTLASS = KERNELS[CUTLASS_SM90].arithmetic
 
 
-def emulate(p: BlockScaledProblem, arithmetic: Arithmetic | None = None) -> torch.Tensor:
+def emulate(
+    p: BlockScaledProblem, arithmetic: Arithmetic | None = None, rows: int | None = None
+) -> torch.Tensor:
     """What a kernel of ``arithmetic`` (default: the SM90 CUTLASS kernel's) computes for ``p``, bit for
     bit: the block-wise GEMM with the kernel's promotion, or -- where vLLM's dispatch sends block scales
-    of M and 1 elements to the per-token kernel (K <= 128 and N <= 128; CUTLASS only) -- that kernel."""
+    of M and 1 elements to the per-token kernel (K <= 128 and N <= 128; CUTLASS only) -- that kernel.
+
+    ``rows``: ``p`` stacks problems of that many rows each (a batch of problems sharing the weight). The
+    block-wise arithmetic computes each row from its own rows of A and As, so one call serves them all;
+    the per-token kernel's epilogue order depends on each problem's M (swap_ab), so it runs per problem."""
     arithmetic = arithmetic or CUTLASS
+    m = rows or p.m
     per_token = arithmetic.per_token_dispatch and not uses_blockwise_kernel(
-        p.m, p.n, p.a_scale.numel(), p.b_scale.numel()
+        m, p.n, p.a_scale.numel() // (p.m // m), p.b_scale.numel()
     )
+    if per_token and m < p.m:
+        return torch.cat([emulate(p.with_m(slice(r, r + m)), arithmetic) for r in range(0, p.m, m)])
     if per_token:
         return sm90_scaled_gemm(p.a, p.b, p.a_scale, p.b_scale, p.out_dtype)
     return sm90_blockwise_gemm(p.a, p.b, p.a_scale, p.b_scale, p.out_dtype, promotion=arithmetic.promotion)

@@ -10,7 +10,7 @@ tensors in the layouts vLLM's kernels take.
 =============  ===============================================================================
 """
 
-from .budget import max_m_for, memory_budget, problem_bytes, work_budget
+from .budget import m_limit, max_m_for, memory_budget, problem_bytes, work_budget
 from .build import build
 from .quant import quantize
 from .spec import QUANTIZED_SCALES, SCALE_REGIMES, VALUE_REGIMES, ProblemSpec
@@ -28,6 +28,7 @@ __all__ = [
     "build",
     "cdiv",
     "column_major",
+    "m_limit",
     "max_m_for",
     "memory_budget",
     "problem_bytes",

@@ -16,6 +16,10 @@ BUDGET_ENV = "FP8_VERIFY_MAX_PROBLEM_BYTES"
 BUDGET_SHARE = 0.25  # of the free device memory: room for the paths' own buffers and xdist neighbours
 WORK_ENV = "FP8_VERIFY_MAX_PROBLEM_MACS"
 WORK_DEFAULT = {"cuda": 2**36, "cpu": 2**26}  # e.g. 2048 x 4096 x 7168 on a GPU, 128 x 512 x 1024 on a CPU
+M_LIMIT = {"cuda": 4096, "cpu": 512}
+"""The largest M drawn by default: past one wave of output tiles on a GPU (every SM90 schedule, DeepGEMM's
+block_m by M); 512 on the CPU double, where each example's cost grows with M and the CI tier must stay
+within its time (a larger M reaches the CPU only where a property asks for it)."""
 GPU_SHARE_ENV = "FP8_VERIFY_GPU_SHARE"  # set for each xdist worker that shares its GPU (suite.isolation)
 
 
@@ -64,6 +68,12 @@ def work_budget() -> int:
     :data:`WORK_DEFAULT` for where problems run."""
     env = _positive_env(WORK_ENV, "multiply-adds")
     return env or WORK_DEFAULT["cuda" if torch.cuda.is_available() else "cpu"]
+
+
+@cache
+def m_limit() -> int:
+    """The default largest M (:data:`M_LIMIT`) for where problems run."""
+    return M_LIMIT["cuda" if torch.cuda.is_available() else "cpu"]
 
 
 @cache

@@ -136,11 +136,16 @@ class GemmPath:
         call = self._callable()
         if self.family == LAYER:
             loaded = call.load(p.w, p.w_scale, list(p.block), p.out_dtype)
-            return Prepared(loaded.forward, [p.x], loaded.decisions)
+            return Prepared(loaded.forward, self.inputs(p), loaded.decisions)
         if self.family == QUANT:
-            return Prepared(call, [p.x])
+            return Prepared(call, self.inputs(p))
         block, out_dtype = list(p.block), p.out_dtype
-        return Prepared(lambda a, b, a_s, b_s: call(a, b, a_s, b_s, block, out_dtype), list(p.args()))
+        return Prepared(lambda a, b, a_s, b_s: call(a, b, a_s, b_s, block, out_dtype), self.inputs(p))
+
+    def inputs(self, p) -> list:
+        """A call's inputs for ``p`` (what changes from call to call of one :meth:`prepare`): a GEMM row's
+        four tensors, a layer or quantization row's activations."""
+        return list(p.args()) if self.family == GEMM else [p.x]
 
     def decisions(self, p) -> Decisions | None:
         """What vLLM decided for ``p`` (layer and quantization rows; None for GEMM rows)."""

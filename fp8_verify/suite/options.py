@@ -45,6 +45,10 @@ MAX_EXAMPLES = {"dev": 15, "ci": 40, "nightly": 1000}
 MAX_EXAMPLES_REAL = {"dev": 100, "ci": 1000, "nightly": 25000}
 """Examples per property test where the real kernel runs: an example costs milliseconds there (numbers
 drawn on the GPU, the emulation a Triton kernel), so CI reaches the shapes one wave of 132 SMs does not."""
+BATCH = {"dev": 1, "ci": 1, "nightly": 128}
+"""Problems per example of the bit-exact property (``--fp8-batch``): the nightly draws a shape and checks
+up to this many problems of it with fresh activations, its emulation and reference run once over all of
+them (:func:`fp8_verify.suite.properties.check_bit_exact`); the ci and dev profiles check one."""
 REQUIRE = ("auto", "real", "double", "any")
 
 # The fp8_record fixture accumulates over examples on purpose (examples run, worst error/bound).
@@ -83,6 +87,11 @@ def example_database():
             raise UsageError(f"{EXAMPLE_DB_ENV}={spec!r} needs the redis package ({e})") from None
         return RedisExampleDatabase(redis.Redis.from_url(spec))
     return db.DirectoryBasedExampleDatabase(spec)
+
+
+def batch(profile: str, override: int | None = None) -> int:
+    """Problems per bit-exact example: ``override`` (``--fp8-batch``), else by profile (:data:`BATCH`)."""
+    return override or BATCH.get(profile, 1)
 
 
 def max_examples(profile: str, real: bool, override: int | None = None) -> int:
@@ -254,6 +263,13 @@ def addoption(parser: pytest.Parser) -> None:
         metavar="N",
         help="examples per property test, for every profile (default: by profile, and 25x more where the "
         "real kernel runs than on the CPU double); tests that set their own count keep it",
+    )
+    g.addoption(
+        "--fp8-batch",
+        type=whole_number,
+        metavar="N",
+        help="problems per example of the bit-exact property: N problems of the drawn shape with fresh "
+        "activations, judged by one batched emulation and reference (default: 128 under nightly, else 1)",
     )
     g.addoption(
         "--fp8-shards",

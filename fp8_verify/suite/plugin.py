@@ -53,6 +53,7 @@ class State:
         )
         self.writer = artifacts.ArtifactWriter(Path(where), subject) if where else None
         self.results = Results()
+        self.batch = options.batch(profile, config.getoption("--fp8-batch"))
         self.sm_count = schedule.H100_SMS
         if subject.kernel == "real":
             import torch
@@ -212,6 +213,7 @@ def fp8_record(request: pytest.FixtureRequest):
         writer=st.writer,
         release=st.subject.vllm_version,
         sm_count=st.sm_count,
+        batch=st.batch,
     )
     yield rec
     request.node.user_properties.append((RECORD_KEY, rec.row()))

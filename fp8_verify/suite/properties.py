@@ -8,6 +8,7 @@ says what, where and by how much.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import torch
@@ -42,14 +43,16 @@ def device(path: GemmPath | None = None) -> torch.device:
     return s.device
 
 
-def _check(gemm: GemmPath | Call, p, record, exact: bool):
+def _check(gemm: GemmPath | Call, p, record, exact: bool, rows: int | None = None):
     """Run ``gemm`` on ``p`` and judge its output against the bound (always: its error/bound feeds the
     report and a failure's artifacts) and, if ``exact``, bit for bit against the emulation of its
     kernel's arithmetic; raise on the verdict. A layer row is judged on the GEMM problem its
     quantization should have formed, a quantization row by :func:`~fp8_verify.judge.family.judge_quant`
-    (:mod:`fp8_verify.judge.family`)."""
+    (:mod:`fp8_verify.judge.family`). ``rows``: ``p`` is a batch (:func:`_check_batch`)."""
     __tracebackhide__ = True
     gemm = as_path(gemm)
+    if rows is not None and rows < p.m:
+        return _check_batch(gemm, p, record, exact, rows)
     prepared = gemm.prepare(p)
     out = prepared.fn(*prepared.inputs)
     decisions = prepared.decisions or gemm.decisions(p)
@@ -85,6 +88,49 @@ def _check(gemm: GemmPath | Call, p, record, exact: bool):
     return v
 
 
+def _check_batch(gemm: GemmPath, p, record, exact: bool, rows: int):
+    """``p`` stacks problems of ``rows`` rows that share the weight (fresh activations each): the row is
+    prepared once (a layer's weights processed once, as a model loads them) and called on each problem
+    alone -- its kernel sees M = ``rows`` -- and the outputs are judged together, by one reference and
+    one emulation over the stack (each computes a row from its own rows of A and As, vLLM's activation
+    quantization a row from its own row of x, so that is the same as judging each problem). A failure
+    is re-checked and reported as the one problem it was in, with that problem's verdict and repro; the
+    batch's own verdict only if that problem alone passes (the kernel answered differently alone)."""
+    __tracebackhide__ = True
+    if gemm.family == QUANT or p.m % rows:
+        raise ValueError(f"{gemm.name}: a batch is of whole {rows}-row GEMM or layer problems, got M={p.m}")
+    members = [p.with_m(slice(r, r + rows)) for r in range(0, p.m, rows)]
+    prepared = gemm.prepare(p)
+    out = torch.cat([prepared.fn(*gemm.inputs(q)) for q in members])
+    decisions = prepared.decisions or gemm.decisions(p)
+    g = gemm_view(p, decisions)
+    vb = judge(out, oracle(g), g, gemm.name)
+    arithmetic = CUTLASS if gemm.kernel == EXTERNAL else gemm.arithmetic(members[0])  # by the problems' M
+    if exact and arithmetic is None:
+        return _check(gemm, members[0], record, exact)  # not modelled at this M: per problem, bound only
+    v = judge_exact(out, emulate(g, arithmetic, rows), g, gemm.name) if exact else vb
+    if not v.ok:
+        first = v.worst[0] // rows if v.worst else 0
+        note_batch(first, len(members), rows)
+        _check(gemm, members[first], record, exact)  # raises with that problem's verdict and artifacts
+        raise VerdictFailure(v)
+    if record is not None:
+        kernel = decisions.kernel.name if decisions and decisions.kernel else gemm.kernel
+        record.verdict(vb, members[0], kernel, problems=len(members))
+        if decisions is not None:
+            record.decided(decisions)
+    return v
+
+
+def note_batch(index: int, count: int, rows: int) -> None:
+    """Say, in Hypothesis' report of a failing example, which problem of its batch failed."""
+    from hypothesis import note
+    from hypothesis.errors import InvalidArgument
+
+    with contextlib.suppress(InvalidArgument):  # outside a Hypothesis test
+        note(f"problem {index + 1} of a batch of {count} (rows {index * rows}..{(index + 1) * rows - 1})")
+
+
 def check_within_bound(gemm: GemmPath | Call, p, record=None) -> Verdict:
     """Run ``gemm`` (a registry path, or any callable with vLLM's signature) on ``p`` and assert every
     element is within the FP8 error bound of the exact reference (:mod:`fp8_verify.judge.bound`);
@@ -93,14 +139,15 @@ def check_within_bound(gemm: GemmPath | Call, p, record=None) -> Verdict:
     return _check(gemm, p, record, exact=False)
 
 
-def check_bit_exact(gemm: GemmPath | Call, p, record=None) -> ExactVerdict:
+def check_bit_exact(gemm: GemmPath | Call, p, record=None, rows: int | None = None) -> ExactVerdict:
     """Run ``gemm`` on ``p`` and assert its output is, bit for bit, what its kernel's arithmetic gives
     (:func:`fp8_verify.judge.exact.emulate`; a callable that is not a registry row is held to the SM90
     CUTLASS kernel's arithmetic, the one upstream's block-FP8 GEMM tests target); the FP8 bound is
     checked too, so that the error/bound is reported and a failure leaves the same artifacts as
-    :func:`check_within_bound`."""
+    :func:`check_within_bound`. ``rows``: ``p`` is a batch of problems of that many rows sharing the
+    weight (:func:`fp8_verify.strategies.batch_for`), each run alone and judged together."""
     __tracebackhide__ = True
-    return _check(gemm, p, record, exact=True)
+    return _check(gemm, p, record, exact=True, rows=rows)
 
 
 def assert_same_bits(out: torch.Tensor, expected: torch.Tensor, what: str) -> None:

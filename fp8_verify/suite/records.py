@@ -4,6 +4,7 @@ travel as ``user_properties`` with the reports)."""
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -36,17 +37,30 @@ class Recorder:
     artifacts: dict[str, str] = field(default_factory=dict)
     coverage: dict[str, int] = field(default_factory=dict)
     kernels: dict[str, int] = field(default_factory=dict)  # what vLLM decided for layer rows
+    batch: int = 1  # problems per bit-exact example (--fp8-batch; options.BATCH)
+    problems: int = 0  # problems judged: the examples, or more where an example checks a batch
+    largest: list[int] | None = None  # [M, N, K] of the largest problem judged (by M * N * K)
+    max_dims: list[int] | None = None  # the largest M, N and K judged (of any problems)
 
-    def verdict(self, v, p=None, kernel: str = CUTLASS_SM90) -> None:
+    def verdict(self, v, p=None, kernel: str = CUTLASS_SM90, problems: int = 1) -> None:
         """Count one example judged by ``v`` (a Verdict; its max error/bound feeds the report) and, given
-        its problem ``p``, the CUTLASS kernel's schedule classes it reached (for that kernel only)."""
+        its problem ``p``, its dims and the CUTLASS kernel's schedule classes it reached (for that kernel
+        only); ``problems``: how many problems of ``p``'s shape the example judged."""
         self.examples += 1
+        self.problems += problems
         r = v.max_ratio
         if r == r and (self.max_ratio is None or r > self.max_ratio):
             self.max_ratio = r
-        if p is not None and kernel == CUTLASS_SM90:
+        if p is None:
+            return
+        dims = [p.m, p.n, p.k]
+        if self.largest is None or math.prod(dims) > math.prod(self.largest):
+            self.largest = dims
+        before = self.max_dims or dims
+        self.max_dims = [max(x, y) for x, y in zip(before, dims, strict=True)]
+        if kernel == CUTLASS_SM90:
             for c in classes(p.m, p.n, p.k, self.release, self.sm_count):
-                self.coverage[c] = self.coverage.get(c, 0) + 1
+                self.coverage[c] = self.coverage.get(c, 0) + problems
 
     def bound_only(self) -> None:
         """Count an example the bit-exact property judged by the bound alone: its kernel computes it
@@ -64,6 +78,7 @@ class Recorder:
     def example(self) -> None:
         """Count one example that has no error/bound (a bitwise or a contract check)."""
         self.examples += 1
+        self.problems += 1
 
     def failure(self, p, gemm, v, out, oracle) -> None:
         """Leave the repro script and error map of a failing example (the last one written wins:
@@ -75,6 +90,10 @@ class Recorder:
         row = {"path": self.path, "examples": self.examples, "max_ratio": self.max_ratio, **self.artifacts}
         if self.kernels:
             row["kernels"] = dict(self.kernels)
+        if self.problems != self.examples:
+            row["problems"] = self.problems
+        if self.largest is not None:
+            row.update(largest=self.largest, max_dims=self.max_dims)
         return {**row, "coverage": self.coverage} if self.coverage else row
 
 
@@ -138,6 +157,7 @@ class Results:
                     "repro": row.get("repro"),
                     "error_map": row.get("error_map"),
                     "seconds": round(row.get("seconds", 0.0), 2),
+                    **{k: row[k] for k in ("problems", "largest", "max_dims", "kernels") if row.get(k)},
                     **({"coverage": row["coverage"]} if row.get("coverage") else {}),
                     **({"worker_restarted": True} if row.get("worker_restarted") else {}),
                 }

@@ -98,7 +98,20 @@ def merge(rows: list[dict]) -> dict:
     for r in rows:
         for c, k in (r.get("coverage") or {}).items():
             coverage[c] = coverage.get(c, 0) + k
-    out = {k: v for k, v in worst.items() if k != "coverage"}
+    summed = ("coverage", "problems", "largest", "max_dims", "kernels")
+    out = {k: v for k, v in worst.items() if k not in summed}
+    kernels: dict[str, int] = {}
+    for r in rows:
+        for name, k in (r.get("kernels") or {}).items():
+            kernels[name] = kernels.get(name, 0) + k
+    sized = [r for r in rows if r.get("largest")]
+    if sized:
+        out["largest"] = max((r["largest"] for r in sized), key=math.prod)
+        out["max_dims"] = [max(d) for d in zip(*(r["max_dims"] for r in sized), strict=True)]
+    if any(r.get("problems") for r in rows):
+        out["problems"] = sum(r.get("problems") or r["examples"] or 0 for r in rows)
+    if kernels:
+        out["kernels"] = kernels
     out.update(
         test=base_nodeid(worst["test"]),
         examples=sum(r["examples"] or 0 for r in rows),
