@@ -156,6 +156,23 @@ def capture(out_path: Path, only: list[str] | None = None) -> dict:
     s = load()
     reg = default()
     entries, t0 = [], time.time()
+
+    def write(complete: bool) -> dict:  # after every entry: a run stopped by its time limit keeps them
+        doc = {
+            "vllm": s.vllm_version,
+            "torch": s.torch_version,
+            "device": s.device_name(),
+            "kernel": s.kernel,
+            "seconds": round(time.time() - t0, 1),
+            "complete": complete,
+            "entries": entries,
+        }
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_path.with_suffix(".part")
+        tmp.write_text(json.dumps(doc, indent=1) + "\n")
+        tmp.replace(out_path)
+        return doc
+
     for case in cases():
         if only and case.path not in only:
             continue
@@ -180,17 +197,8 @@ def capture(out_path: Path, only: list[str] | None = None) -> dict:
                 f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
             )
         entries.append(entry)
-    doc = {
-        "vllm": s.vllm_version,
-        "torch": s.torch_version,
-        "device": s.device_name(),
-        "kernel": s.kernel,
-        "seconds": round(time.time() - t0, 1),
-        "entries": entries,
-    }
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(doc, indent=1) + "\n")
-    return doc
+        write(complete=False)
+    return write(complete=True)
 
 
 @dataclass
