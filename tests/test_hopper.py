@@ -15,6 +15,7 @@ from fp8_verify.judge.bound import oracle
 from fp8_verify.judge.oracles import torch_block_scaled_mm
 from fp8_verify.judge.verdict import bitwise_diff, judge
 from fp8_verify.problem import ProblemSpec, build, column_major
+from fp8_verify.problem.layer import LayerSpec
 from fp8_verify.strategies import (
     build_for,
     layer_specs,
@@ -132,9 +133,11 @@ def test_torch_scaled_mm_oracle(spec, fp8_record):
 
 @pytest.mark.paths(kernel=CUTLASS_SM90, compiled=False)
 def test_real_shape_within_bound(gemm):
-    """Sanity anchor: a DeepSeek-V3 sized GEMM (q_a_proj: N = 1536, K = 7168) on the real kernel."""
+    """Sanity anchor: a DeepSeek-V3 sized GEMM (q_a_proj: N = 1536, K = 7168) on the real kernel -- for a
+    layer or quantization row of that kernel, the layer of that size."""
     m = 13 if gemm.m_rule.admits(13) else 16
-    check_within_bound(gemm, build(ProblemSpec(m=m, n=1536, k=7168, seed=1), device()))
+    kind = ProblemSpec if gemm.family == GEMM else LayerSpec
+    check_within_bound(gemm, build_for(kind(m=m, n=1536, k=7168, seed=1), device()))
 
 
 @settings(max_examples=examples(30))

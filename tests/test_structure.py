@@ -158,3 +158,14 @@ def test_strategies_are_imported_as_fp8_verify_strategies():
         if top_level(node)
     )
     assert not found, f"imports of a top-level strategies package (use fp8_verify.strategies): {found}"
+
+
+def test_every_row_writes_a_repro_call():
+    """Each registry row's repro snippet renders and parses as Python: a failing example's script is
+    built from it (a layer row's dict of switches once made that crash every layer failure report)."""
+    from fp8_verify.subject.registry import default
+
+    for path in default():
+        code = path.repro()
+        assert "{module}" not in code, path.name
+        ast.parse(code)

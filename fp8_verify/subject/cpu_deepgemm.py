@@ -13,6 +13,9 @@ deep_gemm/impls/sm90_fp8_gemm_1d2d.cuh``), then held to the real library on an H
   ``sfa`` is copied into DeepGEMM's MN-major TMA-aligned layout whatever its strides (read by value);
   ``sfb`` must be packed row- or column-major. Failed checks raise ``RuntimeError("Assertion error
   (<file>:<line>): <condition>")`` as DeepGEMM's ``DG_HOST_ASSERT`` does.
+* K not a multiple of 16 (A's and B's rows not 16-byte strides) passes every host check and fails
+  making the TMA descriptor: ``RuntimeError("CUDA driver error (.../runtime_utils.hpp:143): 1
+  (CUDA_ERROR_INVALID_VALUE, invalid argument)")``, seen on an H100 (vLLM 0.23.0, K = 248).
 * Arithmetic: the SM90 1D2D kernel, per 128-wide K-block four chained wgmma k32 slices from zero, then
   ``final = fma(fp32(sa * sb), partial, final)``, RNE to bf16 (no split-K, no swap); the weight scale of
   each output column is that of its 128-row block. That is :func:`fp8_verify.numerics.
@@ -36,6 +39,9 @@ SRC = "/workspace/.deps/deepgemm-src/csrc/"
 SMS = 132  # an H100 SXM
 
 _num_sms = 0
+TMA_ALIGN = 16  # bytes: a TMA descriptor's global strides must be multiples of it
+TMA_WHERE = "jit_kernels/impls/runtime_utils.hpp:143"  # where DeepGEMM makes the descriptor (seen on an H100)
+TMA_ERROR = "CUDA_ERROR_INVALID_VALUE, invalid argument"
 
 
 def _assert(cond: bool, where: str, text: str) -> None:
@@ -191,6 +197,8 @@ def fp8_gemm_nt(
         "not c.has_value() and d.scalar_type() == torch::kBFloat16",
     )
     _assert(get_num_sms() % 2 == 0, "jit_kernels/heuristics/config.hpp:44", "num_sms % 2 == 0")
+    if k % TMA_ALIGN:  # the TMA descriptor of A and B: a row stride (K bytes) not a multiple of 16
+        raise RuntimeError(f"CUDA driver error ({SRC}apis/../{TMA_WHERE}): 1 ({TMA_ERROR})")
     d.copy_(sm90_blockwise_gemm(a_t, b_t, sfa, sfb, torch.bfloat16, promotion="fma"))
 
 

@@ -163,7 +163,10 @@ class GemmPath:
         return k.arithmetic_for(p.m, p.n, p.k) if k else None
 
     def repro(self) -> str:
-        return self.spec.repro.format(module=self.module or "vllm")
+        """The row's call for a repro script. ``{module}`` is filled by replacement, not ``str.format``:
+        a layer row's snippet holds a dict literal (its env switches), whose braces ``format`` would read
+        as fields -- which crashed every layer row's failure report on an H100 (KeyError)."""
+        return self.spec.repro.replace("{module}", self.module or "vllm")
 
     def __repr__(self) -> str:
         return f"GemmPath({self.name!r}, {'available' if self.available else self.reason})"

@@ -436,7 +436,8 @@ FINDINGS: dict[str, Finding] = {
             "DeepGEMM's GEMM, as vLLM calls it (torch.ops.vllm.fp8_gemm_nt_op), rejects wrong inputs with "
             "host asserts whose only text is a C++ condition: an e5m2 or fp16 activation reads "
             "'ab.scalar_type() == kPackedFP4 and arch_major == 10' (FP4, Blackwell), scales of a wrong "
-            "shape 'sf.size(-1) == ceil_div(k, gran_k * ...)'",
+            "shape 'sf.size(-1) == ceil_div(k, gran_k * ...)'; a K not a multiple of 16 passes them and "
+            "fails in the CUDA driver ('CUDA_ERROR_INVALID_VALUE, invalid argument', seen on an H100)",
             CONTRACT,
             _is_deepgemm,
             Span("0.23.0"),
@@ -451,10 +452,20 @@ FINDINGS: dict[str, Finding] = {
                         "block_64x128",
                         _deepgemm_assert("utils/layout.hpp", r"sf\.size\(-2\) == ceil_div\(mn, gran_mn\)"),
                     ),
+                    (
+                        "k_not16",
+                        _contract(
+                            "unclear-error",
+                            r"RuntimeError: CUDA driver error "
+                            r"\((?:\S*/)?jit_kernels/impls/runtime_utils\.hpp:\d+\): "
+                            r"1 \(CUDA_ERROR_INVALID_VALUE, invalid argument\)",
+                        ),
+                    ),
                 )
             ),
             "repros/fv014_deepgemm_unclear_checks.py",
-            cases=("a_e5m2", "a_fp16", "a_scale_short", "block_64x128", "block_128x64"),
+            cases=("a_e5m2", "a_fp16", "a_scale_short", "block_64x128", "block_128x64", "k_not16"),
+            seen_real=("0.23.0",),
         ),
     )
 }

@@ -124,7 +124,7 @@ def cases() -> list[Case]:
 def _canonical_bytes(t: torch.Tensor) -> bytes:
     """The tensor's bits with every NaN made 0x7FFF (bf16/fp16) or 0x7FC00000 (fp32): payloads differ
     between the hardware and the CPU, NaN-ness does not."""
-    t = t.detach().cpu().contiguous()
+    t = t.detach().cpu().reshape(-1).clone()  # logical order; a [M, 1] column-major view is "contiguous"
     if t.is_floating_point() and t.element_size() >= 2:
         nan = torch.isnan(t)
         if nan.any():

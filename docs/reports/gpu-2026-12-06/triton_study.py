@@ -1,6 +1,7 @@
 """Which arithmetic vLLM's Triton block GEMM has: its outputs on Hopper against emulation variants
 (promotion orders; partials chained in the tensor core over the K-block, or each k32 slice added in fp32;
 exact partials). Prints, per variant, how many problems match bit for bit; saves the outputs (small)."""
+
 import os
 import torch
 from fp8_verify.subject.vllm import load
@@ -35,6 +36,7 @@ def slices_in_fp32(p, promote, chunk=128):
 
 # Batch invariance at a shape with tuned configs (N=576, K=7168): row 0 alone and in batches.
 from fp8_verify.problem import ProblemSpec as _PS
+
 big = build(_PS(m=512, n=576, k=7168, seed=7), "cuda", draw_on_device=False)
 full = path.run(big)
 for m in (1, 4, 16, 32, 64, 128, 256):
@@ -44,14 +46,23 @@ for m in (1, 4, 16, 32, 64, 128, 256):
 
 variants = {}
 for name in PROMOTIONS:
-    variants[f"chain/{name}"] = lambda p, name=name: sm90_blockwise_gemm(p.a, p.b, p.a_scale, p.b_scale, p.out_dtype, promotion=name, backend="torch")
-    variants[f"exact/{name}"] = lambda p, name=name: sm90_blockwise_gemm(p.a, p.b, p.a_scale, p.b_scale, p.out_dtype, promotion=name, partial="exact", backend="torch")
+    variants[f"chain/{name}"] = lambda p, name=name: sm90_blockwise_gemm(
+        p.a, p.b, p.a_scale, p.b_scale, p.out_dtype, promotion=name, backend="torch"
+    )
+    variants[f"exact/{name}"] = lambda p, name=name: sm90_blockwise_gemm(
+        p.a, p.b, p.a_scale, p.b_scale, p.out_dtype, promotion=name, partial="exact", backend="torch"
+    )
     variants[f"slices/{name}"] = lambda p, name=name: slices_in_fp32(p, PROMOTIONS[name])
 
 specs = []
-for (m, n, k, v, sc) in [(1, 576, 7168, "random", "narrow"), (4, 256, 1024, "random", "narrow"),
-                         (8, 128, 256, "random", "narrow"), (2, 128, 128, "random", "narrow"),
-                         (4, 2112, 7168, "quantized", "fp32"), (256, 576, 7168, "random", "narrow")]:
+for m, n, k, v, sc in [
+    (1, 576, 7168, "random", "narrow"),
+    (4, 256, 1024, "random", "narrow"),
+    (8, 128, 256, "random", "narrow"),
+    (2, 128, 128, "random", "narrow"),
+    (4, 2112, 7168, "quantized", "fp32"),
+    (256, 576, 7168, "random", "narrow"),
+]:
     for seed in range(2):
         specs.append(ProblemSpec(m=m, n=n, k=k, values=v, scales=sc, seed=seed))
 score = {k: 0 for k in variants}
