@@ -57,7 +57,7 @@ def out_dtypes(dtypes=("bfloat16", "float16")) -> st.SearchStrategy[str]:
 
 
 REAL_SHAPE_SHARE = 10  # percent of draws offered a real checkpoint layer; measured 2026-12-06 (2,000 draws):
-# 9.2% of specs a real layer under a GPU worker's budget (2.5 GB, 2^36 MACs), 8.7% under the CPU's
+# 9.2% of specs a real layer under a GPU worker's budget (2.5 GB, 2^36 MACs), 8.7% under the CPU's 2^26 of that day
 
 
 @st.composite
