@@ -48,13 +48,26 @@ def _check(gemm: GemmPath | Call, p, record, exact: bool, rows: int | None = Non
     report and a failure's artifacts) and, if ``exact``, bit for bit against the emulation of its
     kernel's arithmetic; raise on the verdict. A layer row is judged on the GEMM problem its
     quantization should have formed, a quantization row by :func:`~fp8_verify.judge.family.judge_quant`
-    (:mod:`fp8_verify.judge.family`). ``rows``: ``p`` is a batch (:func:`_check_batch`)."""
+    (:mod:`fp8_verify.judge.family`).
+
+    ``rows``: ``p`` stacks problems of ``rows`` rows that share the weight (fresh activations each). The
+    row is prepared once (a layer's weights processed once, as a model loads them) and called on each
+    problem alone -- its kernel sees M = ``rows`` -- and the outputs are judged together, by one
+    reference and one emulation over the stack (each computes a row from its own rows of A and As,
+    vLLM's quantization a row from its own row of x, so that is judging each problem). A failure is
+    re-checked and reported as the one problem it was in, with that problem's verdict and repro; the
+    batch's own verdict only if that problem alone passes (the kernel answered differently alone)."""
     __tracebackhide__ = True
     gemm = as_path(gemm)
-    if rows is not None and rows < p.m:
-        return _check_batch(gemm, p, record, exact, rows)
+    batch = rows is not None and rows < p.m
+    if batch and (gemm.family == QUANT or p.m % rows):
+        raise ValueError(f"{gemm.name}: a batch is of whole {rows}-row GEMM or layer problems, got M={p.m}")
+    members = [p.with_m(slice(r, r + rows)) for r in range(0, p.m, rows)] if batch else [p]
     prepared = gemm.prepare(p)
-    out = prepared.fn(*prepared.inputs)
+    if batch:
+        out = torch.cat([prepared.fn(*gemm.inputs(q)) for q in members])
+    else:
+        out = prepared.fn(*prepared.inputs)
     decisions = prepared.decisions or gemm.decisions(p)
     if gemm.family == QUANT:
         vq = judge_quant(out, p, decisions, gemm.name, exact=exact)
@@ -66,9 +79,9 @@ def _check(gemm: GemmPath | Call, p, record, exact: bool, rows: int | None = Non
     g = gemm_view(p, decisions)
     o = oracle(g)
     vb = judge(out, o, g, gemm.name)
-    arithmetic = gemm.arithmetic(p)
-    if gemm.kernel == EXTERNAL:  # a callable handed to the check: held to the SM90 CUTLASS kernel's bits
-        arithmetic = CUTLASS
+    # a callable handed to the check is held to the SM90 CUTLASS kernel's bits; a row's kernel may decide
+    # its arithmetic by M: the problems' M, not the stack's
+    arithmetic = CUTLASS if gemm.kernel == EXTERNAL else gemm.arithmetic(members[0])
     if exact and arithmetic is None:
         if gemm.kernel == EXTERNAL or not gemm.spec.exact:
             raise ValueError(f"{gemm.name}: no known arithmetic to judge bit for bit (kernel {gemm.kernel})")
@@ -76,9 +89,15 @@ def _check(gemm: GemmPath | Call, p, record, exact: bool, rows: int | None = Non
         if record is not None:
             record.bound_only()
         exact = False
-    v = judge_exact(out, emulate(g, arithmetic), g, gemm.name) if exact else vb
+    v = judge_exact(out, emulate(g, arithmetic, rows if batch else None), g, gemm.name) if exact else vb
+    if batch and not v.ok:
+        first = v.worst[0] // rows if v.worst else 0
+        _note_batch(first, len(members), rows)
+        _check(gemm, members[first], record, exact)  # raises with that problem's verdict and artifacts
+        raise VerdictFailure(v)
     if record is not None:
-        record.verdict(vb, p, decisions.kernel.name if decisions and decisions.kernel else gemm.kernel)
+        kernel = decisions.kernel.name if decisions and decisions.kernel else gemm.kernel
+        record.verdict(vb, members[0], kernel, problems=len(members))
         if decisions is not None:
             record.decided(decisions)
         if not v.ok:
@@ -88,41 +107,7 @@ def _check(gemm: GemmPath | Call, p, record, exact: bool, rows: int | None = Non
     return v
 
 
-def _check_batch(gemm: GemmPath, p, record, exact: bool, rows: int):
-    """``p`` stacks problems of ``rows`` rows that share the weight (fresh activations each): the row is
-    prepared once (a layer's weights processed once, as a model loads them) and called on each problem
-    alone -- its kernel sees M = ``rows`` -- and the outputs are judged together, by one reference and
-    one emulation over the stack (each computes a row from its own rows of A and As, vLLM's activation
-    quantization a row from its own row of x, so that is the same as judging each problem). A failure
-    is re-checked and reported as the one problem it was in, with that problem's verdict and repro; the
-    batch's own verdict only if that problem alone passes (the kernel answered differently alone)."""
-    __tracebackhide__ = True
-    if gemm.family == QUANT or p.m % rows:
-        raise ValueError(f"{gemm.name}: a batch is of whole {rows}-row GEMM or layer problems, got M={p.m}")
-    members = [p.with_m(slice(r, r + rows)) for r in range(0, p.m, rows)]
-    prepared = gemm.prepare(p)
-    out = torch.cat([prepared.fn(*gemm.inputs(q)) for q in members])
-    decisions = prepared.decisions or gemm.decisions(p)
-    g = gemm_view(p, decisions)
-    vb = judge(out, oracle(g), g, gemm.name)
-    arithmetic = CUTLASS if gemm.kernel == EXTERNAL else gemm.arithmetic(members[0])  # by the problems' M
-    if exact and arithmetic is None:
-        return _check(gemm, members[0], record, exact)  # not modelled at this M: per problem, bound only
-    v = judge_exact(out, emulate(g, arithmetic, rows), g, gemm.name) if exact else vb
-    if not v.ok:
-        first = v.worst[0] // rows if v.worst else 0
-        note_batch(first, len(members), rows)
-        _check(gemm, members[first], record, exact)  # raises with that problem's verdict and artifacts
-        raise VerdictFailure(v)
-    if record is not None:
-        kernel = decisions.kernel.name if decisions and decisions.kernel else gemm.kernel
-        record.verdict(vb, members[0], kernel, problems=len(members))
-        if decisions is not None:
-            record.decided(decisions)
-    return v
-
-
-def note_batch(index: int, count: int, rows: int) -> None:
+def _note_batch(index: int, count: int, rows: int) -> None:
     """Say, in Hypothesis' report of a failing example, which problem of its batch failed."""
     from hypothesis import note
     from hypothesis.errors import InvalidArgument
